@@ -1,0 +1,30 @@
+//! riffle-planner: the vocabulary every other Riffle crate shares.
+//!
+//! - [`ids`]: newtype ids for jobs, stages, shuffles and tasks.
+//! - [`function`]: how a user closure travels to an executor, as a code offset
+//!   inside the (identical) program binary plus its serialized state. All of
+//!   Riffle's `unsafe` lives there.
+//! - [`pipeline`]: the type-erased operator traits a stage is made of, and the
+//!   [`pipeline::Partition`] that carries typed Rust values between them.
+//! - [`task`]: the stage and task descriptors the driver sends and the
+//!   statuses executors send back, always encoded to bytes (even in embedded
+//!   mode) with [`task::encode`] / [`task::decode`].
+//! - [`codec`]: the record encoding used at stage boundaries.
+//!
+//! ```text
+//!   driver: Dataset<T> lineage --cut at shuffles--> StageSpec + TaskSpec (bytes)
+//!                                                        |
+//!   executor: decode -> FnRef::instantiate -> Partition iterators -> output
+//! ```
+//!
+//! Architecture invariant: this crate does no I/O, starts no runtime and
+//! knows nothing of networks or files.
+
+pub mod codec;
+pub mod error;
+pub mod function;
+pub mod ids;
+pub mod pipeline;
+pub mod task;
+
+pub use error::PipelineError;

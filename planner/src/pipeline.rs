@@ -1,0 +1,135 @@
+//! The type-erased operators a stage is built from.
+//!
+//! A stage is a tree per partition ([`crate::task::PartitionPlan`]): a source
+//! at each leaf (a `parallelize` slice, a file split or a shuffle read),
+//! narrow operators fused on top, and one sink at the root. Values flow as
+//! ordinary Rust iterators; the boxed iterator of each partition is erased to
+//! a [`Partition`] so that operators of any types can be chained by an
+//! executor that knows none of them.
+//!
+//! Sources read lazily and cannot return errors through `Iterator::next`, so
+//! they record failures in the task's [`TaskContext`] and end early; the
+//! executor checks it before committing any output.
+
+use crate::error::PipelineError;
+use arrow_array::BinaryArray;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A boxed iterator of typed values.
+pub type BoxIter<T> = Box<dyn Iterator<Item = T> + Send>;
+
+/// An iterator of Arrow batches of encoded records (one shuffle input).
+pub type BatchIter = BoxIter<BinaryArray>;
+
+/// One partition's values, with their type erased.
+pub struct Partition(Box<dyn Any + Send>);
+
+impl Partition {
+    /// Wraps a typed iterator.
+    pub fn new<T: 'static>(iter: BoxIter<T>) -> Self {
+        Partition(Box::new(iter))
+    }
+
+    /// Recovers the typed iterator; fails if the partition holds another type,
+    /// which would be a planning bug.
+    pub fn into_iter<T: 'static>(self) -> Result<BoxIter<T>, PipelineError> {
+        self.0.downcast::<BoxIter<T>>().map(|b| *b).map_err(|_| {
+            PipelineError::Internal(format!(
+                "partition does not hold values of type {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// Per-task state shared by the operators of one running task.
+#[derive(Clone, Default)]
+pub struct TaskContext {
+    error: Arc<Mutex<Option<PipelineError>>>,
+    /// Counters reported back to the driver with the task status.
+    pub counters: Arc<Counters>,
+}
+
+/// Counters a running task accumulates.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Records produced by the sources.
+    pub records_read: AtomicU64,
+    /// Bytes read from input files or shuffle.
+    pub bytes_read: AtomicU64,
+    /// Lines that were not valid UTF-8 (decoded with replacement characters).
+    pub invalid_utf8_lines: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl TaskContext {
+    /// Records the first error; later ones are dropped since the first is the
+    /// cause.
+    pub fn fail(&self, error: PipelineError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(error);
+        }
+    }
+
+    /// The first error recorded, if any.
+    pub fn take_error(&self) -> Option<PipelineError> {
+        self.error.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// True once an error has been recorded; sources stop producing then.
+    pub fn failed(&self) -> bool {
+        self.error.lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+}
+
+/// A narrow operator: one partition in, one partition out (map, filter, ...).
+pub trait NarrowOp: Send + Sync {
+    /// Applies the operator lazily to a partition.
+    fn apply(&self, input: Partition, ctx: &TaskContext) -> Result<Partition, PipelineError>;
+}
+
+/// Decodes an in-memory `parallelize` slice into a partition.
+pub trait SourceOp: Send + Sync {
+    /// Builds the partition from the slice's encoded records.
+    fn open(&self, data: &[u8], ctx: &TaskContext) -> Result<Partition, PipelineError>;
+}
+
+/// Chains several partitions of one type into one (`coalesce`).
+pub trait ConcatOp: Send + Sync {
+    /// Chains the partitions lazily, in order.
+    fn concat(&self, inputs: Vec<Partition>) -> Result<Partition, PipelineError>;
+}
+
+/// The reduce side of a shuffle: combines the fetched inputs (one per parent
+/// shuffle) into the first partition of the consuming stage.
+pub trait ReduceOp: Send + Sync {
+    /// Builds the partition from one batch iterator per parent shuffle.
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError>;
+}
+
+/// The map side of a shuffle: splits (and possibly pre-combines) a partition
+/// into one encoded array per reduce partition.
+pub trait ShuffleWriteOp: Send + Sync {
+    /// Consumes the partition; returns exactly `partitions` arrays.
+    fn write(
+        &self,
+        input: Partition,
+        partitions: usize,
+        ctx: &TaskContext,
+    ) -> Result<Vec<BinaryArray>, PipelineError>;
+}
+
+/// The end of a result stage: turns a partition into the bytes returned to
+/// the driver (collected records, a count, a partial reduction, text lines).
+pub trait ResultOp: Send + Sync {
+    /// Consumes the partition.
+    fn finish(&self, input: Partition, ctx: &TaskContext) -> Result<Vec<u8>, PipelineError>;
+}

@@ -1,0 +1,321 @@
+//! Stage and task descriptors, and the statuses executors send back.
+//!
+//! A stage's [`StageSpec`] (its operators) is sent to an executor once; each
+//! [`TaskSpec`] then carries only the partition, its input split and the
+//! map-output locations it reads. Both always travel as bytes
+//! ([`encode`]/[`decode`]), in embedded mode too, so a job that runs
+//! embedded runs on a cluster unchanged.
+
+use crate::error::PipelineError;
+use crate::function::FnRef;
+use crate::ids::{ExecutorId, JobId, ShuffleId, StageId, TaskId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Encodes a descriptor to bytes.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PipelineError> {
+    bincode::serde::encode_to_vec(value, CONFIG)
+        .map_err(|e| PipelineError::Codec(format!("encoding a descriptor: {e}")))
+}
+
+/// Decodes a descriptor; trailing bytes or a truncated message are errors.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)
+        .map_err(|e| PipelineError::Codec(format!("decoding a descriptor: {e}")))?;
+    if used != bytes.len() {
+        return Err(PipelineError::Codec(format!(
+            "decoding a descriptor: {} trailing bytes",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Index of an operator in [`StageSpec::ops`].
+pub type OpIndex = u32;
+
+/// Everything about a stage that is the same for all its tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageSpec {
+    /// The job the stage belongs to.
+    pub job: JobId,
+    /// The stage.
+    pub stage: StageId,
+    /// The stage's operators; plans and the sink refer to them by index.
+    pub ops: Vec<FnRef>,
+    /// What the stage produces.
+    pub sink: StageSink,
+}
+
+/// What a stage's tasks produce.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StageSink {
+    /// A map stage: shuffle output through a `ShuffleWriteOp`.
+    Shuffle {
+        /// The shuffle written.
+        shuffle: ShuffleId,
+        /// The `ShuffleWriteOp`.
+        writer: OpIndex,
+        /// Number of reduce partitions.
+        partitions: u32,
+    },
+    /// A result stage: bytes for the driver from a `ResultOp`.
+    Result {
+        /// The `ResultOp`.
+        op: OpIndex,
+    },
+    /// A result stage that writes each partition as a text file under `dir`
+    /// (an object-store URL); the `ResultOp` renders the lines.
+    SaveText {
+        /// The `ResultOp` rendering the partition as text.
+        op: OpIndex,
+        /// The output directory URL.
+        dir: String,
+    },
+}
+
+/// How to compute one partition of a stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PartitionPlan {
+    /// A slice of a driver-side collection, decoded by a `SourceOp`.
+    Parallelize {
+        /// The `SourceOp`.
+        op: OpIndex,
+        /// The slice's encoded records.
+        data: Vec<u8>,
+    },
+    /// A range of a text file.
+    TextFile(FileSplit),
+    /// The reduce side of one or more shuffles, combined by a `ReduceOp`.
+    Shuffled {
+        /// The `ReduceOp`.
+        op: OpIndex,
+        /// One input per parent shuffle, in the order the op expects.
+        inputs: Vec<ShuffleInput>,
+    },
+    /// A narrow operator applied to another plan.
+    Narrow {
+        /// The `NarrowOp`.
+        op: OpIndex,
+        /// Its input.
+        input: Box<PartitionPlan>,
+    },
+    /// Several parent partitions read one after the other (`coalesce`),
+    /// chained by a `ConcatOp`.
+    Concat {
+        /// The `ConcatOp`.
+        op: OpIndex,
+        /// The parent partitions, in order.
+        inputs: Vec<PartitionPlan>,
+    },
+}
+
+/// Compression of a text input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compression {
+    /// Plain text, splittable at line ends.
+    None,
+    /// Gzip (one or more members), read whole.
+    Gzip,
+}
+
+/// A byte range of a text file. The split owns every line that *starts*
+/// inside `[start, end)`; it reads past `end` to finish its last line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSplit {
+    /// The file's object-store URL.
+    pub url: String,
+    /// First byte (inclusive).
+    pub start: u64,
+    /// Last byte (exclusive); the file size for a whole file.
+    pub end: u64,
+    /// Compression; compressed files are never split.
+    pub compression: Compression,
+}
+
+/// The blocks of one reduce partition of one shuffle, from every map task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShuffleInput {
+    /// The shuffle read.
+    pub shuffle: ShuffleId,
+    /// The reduce partition read.
+    pub partition: u32,
+    /// Where its bytes are: exact object keys, never listed.
+    pub blocks: Vec<BlockLocation>,
+}
+
+/// A byte range inside a map task's data object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockLocation {
+    /// The data object's key in the shuffle store.
+    pub path: String,
+    /// The map partition that wrote it (named in fetch failures).
+    pub map_partition: u32,
+    /// First byte of the block.
+    pub offset: u64,
+    /// Length of the block in bytes.
+    pub len: u64,
+}
+
+/// One task to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Which task and attempt this is.
+    pub id: TaskId,
+    /// How to compute its partition.
+    pub plan: PartitionPlan,
+}
+
+/// What a map task wrote: one data object plus its index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapStatus {
+    /// The data object's key.
+    pub data_path: String,
+    /// Per reduce partition: byte range and row count.
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// One reduce partition's block in a map output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes (0 for an empty partition).
+    pub len: u64,
+    /// Records in the block.
+    pub rows: u64,
+}
+
+/// A task's successful output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TaskOutput {
+    /// A map task's shuffle output.
+    Shuffle(MapStatus),
+    /// A result task's bytes.
+    Result(Vec<u8>),
+    /// A `SaveText` task's uncommitted file.
+    Written {
+        /// The attempt-scoped path written, to be committed by the driver.
+        path: String,
+    },
+}
+
+/// Why a task failed, typed so the scheduler never parses messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// I/O or storage trouble: retry, preferably elsewhere.
+    Retryable,
+    /// Shuffle output of a parent map task is missing: recompute it.
+    FetchFailed {
+        /// The shuffle whose output is missing.
+        shuffle: ShuffleId,
+        /// The map partition whose output is missing.
+        map_partition: u32,
+    },
+    /// The user's code panicked: retrying runs the same code on the same data.
+    User,
+    /// The input data is bad (corrupt file): retrying cannot help.
+    BadInput,
+    /// A bug in Riffle.
+    Internal,
+}
+
+impl FailureKind {
+    /// Whether another attempt of the same task could succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, FailureKind::Retryable | FailureKind::FetchFailed { .. })
+    }
+}
+
+/// A failed task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// A human-readable cause.
+    pub message: String,
+}
+
+impl From<PipelineError> for TaskFailure {
+    fn from(error: PipelineError) -> Self {
+        let kind = match &error {
+            PipelineError::Input { .. } | PipelineError::Shuffle(_) => FailureKind::Retryable,
+            PipelineError::BadInput { .. } => FailureKind::BadInput,
+            PipelineError::FetchFailed {
+                shuffle,
+                map_partition,
+                ..
+            } => FailureKind::FetchFailed {
+                shuffle: *shuffle,
+                map_partition: *map_partition,
+            },
+            PipelineError::Codec(_)
+            | PipelineError::Function { .. }
+            | PipelineError::Internal(_) => FailureKind::Internal,
+        };
+        TaskFailure {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Counters measured while a task ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// Wall time of the task in microseconds.
+    pub run_micros: u64,
+    /// Records produced by the task's sources.
+    pub records_read: u64,
+    /// Bytes read from files or shuffle.
+    pub bytes_read: u64,
+    /// Bytes of shuffle output written.
+    pub shuffle_bytes_written: u64,
+    /// Lines that were not valid UTF-8.
+    pub invalid_utf8_lines: u64,
+}
+
+/// The report of one finished task attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task and attempt.
+    pub id: TaskId,
+    /// The executor that ran it.
+    pub executor: ExecutorId,
+    /// Its output or failure.
+    pub result: Result<TaskOutput, TaskFailure>,
+    /// What it measured.
+    pub metrics: TaskMetrics,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_descriptor_is_an_error() {
+        let spec = TaskSpec {
+            id: TaskId {
+                job: JobId(1),
+                stage: StageId(2),
+                partition: 3,
+                attempt: 0,
+            },
+            plan: PartitionPlan::TextFile(FileSplit {
+                url: "file:///tmp/x".into(),
+                start: 0,
+                end: 10,
+                compression: Compression::None,
+            }),
+        };
+        let bytes = encode(&spec).unwrap();
+        let back: TaskSpec = decode(&bytes).unwrap();
+        assert_eq!(back.id, spec.id);
+        assert!(decode::<TaskSpec>(&bytes[..bytes.len() - 3]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode::<TaskSpec>(&longer).unwrap_err().to_string().contains("trailing"));
+    }
+}

@@ -1,0 +1,161 @@
+//! The reduce side: range-read blocks and decode them.
+
+use crate::error::ShuffleError;
+use crate::layout::ShuffleStore;
+use arrow_array::{Array, BinaryArray};
+use arrow_ipc::reader::StreamReader;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use riffle_planner::task::{BlockInfo, BlockLocation};
+
+/// Fetches blocks with at most `in_flight` requests outstanding, yielding
+/// them in order. Empty blocks are skipped without a request.
+pub fn fetch_blocks(
+    store: &ShuffleStore,
+    blocks: Vec<BlockLocation>,
+    in_flight: usize,
+) -> impl Stream<Item = Result<(BlockLocation, Bytes), ShuffleError>> + Send + 'static {
+    let store = store.store.clone();
+    futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
+        .map(move |block| {
+            let store = store.clone();
+            async move {
+                let path = Path::from(block.path.as_str());
+                let range = block.offset..block.offset + block.len;
+                let bytes = store
+                    .get_range(&path, range)
+                    .await
+                    .map_err(|e| ShuffleError::storage(&path, e))?;
+                if bytes.len() as u64 != block.len {
+                    return Err(ShuffleError::Corrupt {
+                        path: block.path.clone(),
+                        message: format!("expected {} bytes, got {}", block.len, bytes.len()),
+                    });
+                }
+                Ok((block, bytes))
+            }
+        })
+        .buffered(in_flight.max(1))
+}
+
+/// Decodes one block (a complete IPC stream) into record arrays.
+pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, ShuffleError> {
+    let corrupt = |message: String| ShuffleError::Corrupt {
+        path: path.to_string(),
+        message,
+    };
+    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut arrays = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let column = batch
+            .columns()
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| corrupt("block does not hold a binary record column".into()))?;
+        arrays.push(column.clone());
+    }
+    Ok(arrays)
+}
+
+/// Reads a map task's index object (used to validate outputs).
+pub async fn read_index(store: &ShuffleStore, data_path: &Path) -> Result<Vec<BlockInfo>, ShuffleError> {
+    let index_path = ShuffleStore::index_path(data_path);
+    let bytes = store
+        .store
+        .get(&index_path)
+        .await
+        .map_err(|e| ShuffleError::storage(&index_path, e))?
+        .bytes()
+        .await
+        .map_err(|e| ShuffleError::storage(&index_path, e))?;
+    riffle_planner::task::decode(&bytes).map_err(|e| ShuffleError::Corrupt {
+        path: index_path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{encode_map_output, put_map_output};
+    use object_store::memory::InMemory;
+    use riffle_planner::codec::{RecordBuffer, decode_array};
+    use riffle_planner::ids::{JobId, ShuffleId};
+    use std::sync::Arc;
+
+    async fn round_trip(per_partition: Vec<Vec<String>>) {
+        let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("shuffle"));
+        let arrays = per_partition
+            .iter()
+            .map(|records| {
+                let mut buf = RecordBuffer::default();
+                for r in records {
+                    buf.push(r).unwrap();
+                }
+                buf.finish()
+            })
+            .collect();
+        let encoded = encode_map_output(arrays).unwrap();
+        let path = store.data_path(JobId(1), ShuffleId(2), 3, 0);
+        let status = put_map_output(&store, path.clone(), encoded).await.unwrap();
+        assert_eq!(read_index(&store, &path).await.unwrap(), status.blocks);
+        assert_eq!(status.blocks.len(), per_partition.len());
+        for (p, expected) in per_partition.iter().enumerate() {
+            let info = status.blocks[p];
+            assert_eq!(info.rows as usize, expected.len());
+            let loc = BlockLocation {
+                path: status.data_path.clone(),
+                map_partition: 3,
+                offset: info.offset,
+                len: info.len,
+            };
+            let fetched: Vec<_> = fetch_blocks(&store, vec![loc], 4).collect().await;
+            let mut got = Vec::new();
+            for item in fetched {
+                let (block, bytes) = item.unwrap();
+                for array in decode_block(&block.path, bytes).unwrap() {
+                    got.extend(decode_array::<String>(&array).map(Result::unwrap));
+                }
+            }
+            assert_eq!(&got, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trip_with_empty_partitions() {
+        round_trip(vec![vec![], vec!["a".into(), "b".into()], vec![], vec!["c".into()]]).await;
+    }
+
+    #[tokio::test]
+    async fn round_trip_many_partitions() {
+        let parts = (0..300)
+            .map(|p| (0..(p % 7)).map(|i| format!("{p}-{i}")).collect())
+            .collect();
+        round_trip(parts).await;
+    }
+
+    #[tokio::test]
+    async fn missing_output_is_named() {
+        let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("s"));
+        let loc = BlockLocation {
+            path: "s/nope.data".into(),
+            map_partition: 0,
+            offset: 0,
+            len: 10,
+        };
+        let res: Vec<_> = fetch_blocks(&store, vec![loc], 1).collect().await;
+        let err = res.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(err, ShuffleError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("s/nope.data"));
+    }
+
+    #[test]
+    fn corrupt_block_is_an_error() {
+        let err = decode_block("x.data", Bytes::from_static(b"not arrow")).unwrap_err();
+        assert!(err.to_string().contains("x.data"));
+    }
+}

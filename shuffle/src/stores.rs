@@ -1,0 +1,82 @@
+//! Resolving object-store URLs to stores, with one store per bucket/root.
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+use url::Url;
+
+/// A URL that names no usable object store.
+#[derive(Debug, Error)]
+#[error("cannot open object store for {url}: {message}")]
+pub struct StoreUrlError {
+    /// The URL (or path) given.
+    pub url: String,
+    /// Why it cannot be used.
+    pub message: String,
+}
+
+/// Object stores by `scheme://authority`, created on first use and shared,
+/// so that every file of one bucket (or the in-memory store of a test) goes
+/// through one client.
+#[derive(Default, Debug, Clone)]
+pub struct ObjectStores {
+    stores: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+}
+
+impl ObjectStores {
+    /// Turns a local path or URL into a URL: plain paths become absolute
+    /// `file://` URLs.
+    pub fn to_url(path_or_url: &str) -> Result<Url, StoreUrlError> {
+        let err = |message: String| StoreUrlError {
+            url: path_or_url.to_string(),
+            message,
+        };
+        if path_or_url.contains("://") {
+            return Url::parse(path_or_url).map_err(|e| err(e.to_string()));
+        }
+        let path = std::path::Path::new(path_or_url);
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| err(format!("no current directory: {e}")))?
+                .join(path)
+        };
+        Url::from_file_path(&absolute).map_err(|()| err("not a valid file path".into()))
+    }
+
+    /// The store serving `url` and the object path inside it.
+    pub fn resolve(&self, url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), StoreUrlError> {
+        let err = |message: String| StoreUrlError {
+            url: url.to_string(),
+            message,
+        };
+        let key = format!("{}://{}", url.scheme(), url.authority());
+        let path = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
+        let mut stores = self.stores.lock().map_err(|_| err("store table poisoned".into()))?;
+        if let Some(store) = stores.get(&key) {
+            return Ok((store.clone(), path));
+        }
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            // The root store, so that `file:///a/b` maps to object path `a/b`.
+            "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+            "memory" => Arc::new(object_store::memory::InMemory::new()),
+            other => {
+                let (store, _) = object_store::parse_url(url)
+                    .map_err(|e| err(format!("unsupported scheme {other}: {e}")))?;
+                Arc::from(store)
+            }
+        };
+        stores.insert(key, store.clone());
+        Ok((store, path))
+    }
+
+    /// Registers a store for `scheme://authority` (tests, custom clients).
+    pub fn register(&self, url: &Url, store: Arc<dyn ObjectStore>) {
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.insert(format!("{}://{}", url.scheme(), url.authority()), store);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! riffle CLI
+fn main() {}
