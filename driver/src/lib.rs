@@ -1,1 +1,26 @@
-//! placeholder
+//! riffle-driver: the program side of Riffle.
+//!
+//! - [`Context`]: the entry point; owns the embedded executors, the
+//!   shuffle store and the runtime, and creates datasets
+//!   (`parallelize`, `text_file`).
+//! - [`Dataset`]: the typed, lazy dataset API (transformations in
+//!   `dataset::narrow` and `dataset::pair`, actions in `dataset::actions`).
+//! - `scheduler`: cuts a dataset's lineage into stages at shuffle
+//!   boundaries and runs them as tasks on the executors.
+//!
+//! ```text
+//!  Dataset lineage --(action)--> scheduler: stages in dependency order
+//!     each stage: StageSpec (ops) + one TaskSpec per partition, as bytes
+//!     --> Executor::launch --> TaskStatus (map status | result bytes)
+//! ```
+//!
+//! Architecture invariant: only this crate knows about the cluster as a whole.
+
+pub mod context;
+pub mod dataset;
+pub mod error;
+mod scheduler;
+
+pub use context::{Config, Context, ContextBuilder, JobSummary};
+pub use dataset::{Data, Dataset};
+pub use error::DriverError;

@@ -1,0 +1,123 @@
+//! Actions: the operations that run a job and return a result.
+
+use super::ops::{self, encode_state, state, stateless};
+use super::{Data, Dataset};
+use crate::error::DriverError;
+use crate::scheduler::{FinalSink, result_bytes};
+use riffle_planner::function::FnRef;
+use riffle_shuffle::stores::ObjectStores;
+use std::collections::HashMap;
+use std::hash::Hash;
+
+impl<T: Data> Dataset<T> {
+    /// Runs a job whose result stage ends in `op`; decodes each partition's
+    /// result as an `R`, in partition order.
+    fn run_result<R: Data>(&self, op: FnRef) -> Result<Vec<R>, DriverError> {
+        self.ctx
+            .run_job(&self.node, FinalSink::Result(op))?
+            .into_iter()
+            .map(|out| {
+                let bytes = result_bytes(out)?;
+                state::<R>(&bytes).map_err(|e| DriverError::Internal(format!("decoding a task result: {e}")))
+            })
+            .collect()
+    }
+
+    /// All elements, in partition order.
+    pub fn collect(&self) -> Result<Vec<T>, DriverError> {
+        let op = FnRef::new(ops::collect_factory::<T>, encode_state(&None::<u64>).map_err(plan)?, "collect");
+        Ok(self.run_result::<Vec<T>>(op)?.into_iter().flatten().collect())
+    }
+
+    /// The number of elements.
+    pub fn count(&self) -> Result<u64, DriverError> {
+        Ok(self.run_result::<u64>(stateless(ops::count_factory::<T>, "count"))?.into_iter().sum())
+    }
+
+    /// The first `n` elements, in partition order.
+    pub fn take(&self, n: usize) -> Result<Vec<T>, DriverError> {
+        let limit = Some(n as u64);
+        let op = FnRef::new(ops::collect_factory::<T>, encode_state(&limit).map_err(plan)?, "take");
+        let mut all: Vec<T> = self.run_result::<Vec<T>>(op)?.into_iter().flatten().collect();
+        all.truncate(n);
+        Ok(all)
+    }
+
+    /// The first element, if any.
+    pub fn first(&self) -> Result<Option<T>, DriverError> {
+        Ok(self.take(1)?.into_iter().next())
+    }
+
+    /// Combines all elements with `f` (associative and commutative); `None`
+    /// for an empty dataset.
+    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>, DriverError> {
+        ops::assert_zst::<F>();
+        let partials = self.run_result::<Option<T>>(stateless(ops::reduce_factory::<T, F>, "reduce"))?;
+        Ok(partials.into_iter().flatten().reduce(f))
+    }
+
+    /// Folds all elements with `f` starting from `zero` in every partition
+    /// and once more at the driver (so `zero` must be neutral for `f`).
+    pub fn fold<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, zero: T, f: F) -> Result<T, DriverError>
+    where
+        T: Clone,
+    {
+        ops::assert_zst::<F>();
+        let op = FnRef::new(ops::fold_factory::<T, F>, encode_state(&zero).map_err(plan)?, "fold");
+        Ok(self.run_result::<T>(op)?.into_iter().fold(zero, f))
+    }
+
+    /// How often each distinct element occurs.
+    pub fn count_by_value(&self) -> Result<HashMap<T, u64>, DriverError>
+    where
+        T: Hash + Eq,
+    {
+        self.map(|x: T| (x, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .map(|pairs| pairs.into_iter().collect())
+    }
+
+    /// Writes the elements as text lines (their `Display` form) to a new
+    /// directory of `part-NNNNN` files, one per partition, plus `_SUCCESS`.
+    /// Files are written under `_temporary` and only moved into place when
+    /// every task has succeeded, so a failed job leaves no partial output.
+    pub fn save_as_text_file(&self, dir: &str) -> Result<(), DriverError>
+    where
+        T: std::fmt::Display,
+    {
+        let url = ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
+            path: dir.to_string(),
+            message: e.message,
+        })?;
+        if let Ok(path) = url.to_file_path()
+            && path.read_dir().is_ok_and(|mut entries| entries.next().is_some())
+        {
+            return Err(DriverError::OutputExists { dir: dir.to_string() });
+        }
+        let sink = FinalSink::SaveText {
+            op: stateless(ops::text_factory::<T>, "save_as_text_file"),
+            dir: url.to_string(),
+        };
+        self.ctx.run_job(&self.node, sink).map(|_| ())
+    }
+}
+
+impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {
+    /// How many elements each key has.
+    pub fn count_by_key(&self) -> Result<HashMap<K, u64>, DriverError> {
+        self.map_values(|_: V| 1u64)
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .map(|pairs| pairs.into_iter().collect())
+    }
+
+    /// All pairs as a map (a later value of a key replaces an earlier one).
+    pub fn collect_as_map(&self) -> Result<HashMap<K, V>, DriverError> {
+        self.collect().map(|pairs| pairs.into_iter().collect())
+    }
+}
+
+fn plan(e: riffle_planner::PipelineError) -> DriverError {
+    DriverError::Plan(e.to_string())
+}

@@ -1,0 +1,726 @@
+//! The typed operators behind the Dataset API, and the factories that
+//! rebuild them on executors.
+//!
+//! Every factory here is a generic function; taking its address for a given
+//! set of types (and closure type) monomorphizes it into the program binary,
+//! and [`FnRef::new`] ships that address. Closures are conjured from their
+//! zero-sized type with [`conjure_zst`]; explicit state travels as bincode.
+
+use riffle_planner::PipelineError;
+use riffle_planner::codec::{RecordBuffer, decode_array, decode_record, encode_into};
+use riffle_planner::function::{FnRef, conjure_zst};
+use riffle_planner::pipeline::{
+    BatchIter, BoxIter, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp, SourceOp,
+    TaskContext,
+};
+use rustc_hash::FxHashMap;
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::Data;
+use arrow_array::BinaryArray;
+
+/// What every factory returns.
+pub(crate) type Built = Result<Box<dyn Any + Send + Sync>, PipelineError>;
+
+/// Fails to compile unless `F` captures nothing.
+pub(crate) fn assert_zst<F>() {
+    let _ = conjure_zst::<F>;
+    const {
+        assert!(
+            size_of::<F>() == 0,
+            "Riffle ships closures by code address: a closure passed to map/filter/... must \
+             capture nothing. Pass state explicitly with map_with/filter_with/flat_map_with."
+        )
+    };
+}
+
+/// Decodes a state blob.
+pub(crate) fn state<S: Data>(bytes: &[u8]) -> Result<S, PipelineError> {
+    decode_record(bytes)
+}
+
+/// Encodes a state blob for [`FnRef::new`].
+pub(crate) fn encode_state<S: Data>(value: &S) -> Result<Vec<u8>, PipelineError> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- narrow
+
+/// A narrow operator as a function from one typed iterator to another.
+struct IterOp<T, U> {
+    f: Box<dyn Fn(BoxIter<T>) -> BoxIter<U> + Send + Sync>,
+}
+
+impl<T: 'static, U: 'static> NarrowOp for IterOp<T, U> {
+    fn apply(&self, input: Partition, _ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        Ok(Partition::new((self.f)(input.into_iter::<T>()?)))
+    }
+}
+
+/// Wraps an iterator transformation as a built narrow operator.
+pub(crate) fn narrow<T: Data, U: Data>(f: impl Fn(BoxIter<T>) -> BoxIter<U> + Send + Sync + 'static) -> Built {
+    let op: Box<dyn NarrowOp> = Box::new(IterOp { f: Box::new(f) });
+    Ok(Box::new(op))
+}
+
+pub(crate) fn map_factory<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static>(_: &[u8]) -> Built {
+    narrow::<T, U>(|it| Box::new(it.map(conjure_zst::<F>())))
+}
+
+pub(crate) fn filter_factory<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static>(_: &[u8]) -> Built {
+    narrow::<T, T>(|it| Box::new(it.filter(conjure_zst::<F>())))
+}
+
+pub(crate) fn flat_map_factory<T, U, I, F>(_: &[u8]) -> Built
+where
+    T: Data,
+    U: Data,
+    I: IntoIterator<Item = U> + 'static,
+    I::IntoIter: Send,
+    F: Fn(T) -> I + Send + Sync + 'static,
+{
+    narrow::<T, U>(|it| Box::new(it.flat_map(conjure_zst::<F>())))
+}
+
+pub(crate) fn map_partitions_factory<T, U, I, F>(_: &[u8]) -> Built
+where
+    T: Data,
+    U: Data,
+    I: Iterator<Item = U> + Send + 'static,
+    F: Fn(BoxIter<T>) -> I + Send + Sync + 'static,
+{
+    narrow::<T, U>(|it| Box::new(conjure_zst::<F>()(it)))
+}
+
+pub(crate) fn map_with_factory<S: Data, T: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Built {
+    let s: Arc<S> = Arc::new(state(bytes)?);
+    narrow::<T, U>(move |it| {
+        let s = s.clone();
+        let f = conjure_zst::<F>();
+        Box::new(it.map(move |x| f(&s, x)))
+    })
+}
+
+pub(crate) fn filter_with_factory<S: Data, T: Data, F: Fn(&S, &T) -> bool + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Built {
+    let s: Arc<S> = Arc::new(state(bytes)?);
+    narrow::<T, T>(move |it| {
+        let s = s.clone();
+        let f = conjure_zst::<F>();
+        Box::new(it.filter(move |x| f(&s, x)))
+    })
+}
+
+pub(crate) fn flat_map_with_factory<S, T, U, I, F>(bytes: &[u8]) -> Built
+where
+    S: Data,
+    T: Data,
+    U: Data,
+    I: IntoIterator<Item = U> + 'static,
+    I::IntoIter: Send,
+    F: Fn(&S, T) -> I + Send + Sync + 'static,
+{
+    let s: Arc<S> = Arc::new(state(bytes)?);
+    narrow::<T, U>(move |it| {
+        let s = s.clone();
+        let f = conjure_zst::<F>();
+        Box::new(it.flat_map(move |x| f(&s, x)))
+    })
+}
+
+pub(crate) fn key_by_factory<T: Data, K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(_: &[u8]) -> Built {
+    narrow::<T, (K, T)>(|it| {
+        let f = conjure_zst::<F>();
+        Box::new(it.map(move |x| (f(&x), x)))
+    })
+}
+
+pub(crate) fn map_values_factory<K: Data, V: Data, U: Data, F: Fn(V) -> U + Send + Sync + 'static>(
+    _: &[u8],
+) -> Built {
+    narrow::<(K, V), (K, U)>(|it| {
+        let f = conjure_zst::<F>();
+        Box::new(it.map(move |(k, v)| (k, f(v))))
+    })
+}
+
+/// Erases `T` to `()` pairs and back: used by `distinct` and `values`/`keys`.
+pub(crate) fn pair_unit_factory<T: Data>(_: &[u8]) -> Built {
+    narrow::<T, (T, ())>(|it| Box::new(it.map(|x| (x, ()))))
+}
+
+pub(crate) fn keys_factory<K: Data, V: Data>(_: &[u8]) -> Built {
+    narrow::<(K, V), K>(|it| Box::new(it.map(|(k, _)| k)))
+}
+
+pub(crate) fn values_factory<K: Data, V: Data>(_: &[u8]) -> Built {
+    narrow::<(K, V), V>(|it| Box::new(it.map(|(_, v)| v)))
+}
+
+struct Concat<T>(PhantomData<fn() -> T>);
+
+impl<T: Data> ConcatOp for Concat<T> {
+    fn concat(&self, inputs: Vec<Partition>) -> Result<Partition, PipelineError> {
+        let iters = inputs
+            .into_iter()
+            .map(Partition::into_iter::<T>)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Partition::new::<T>(Box::new(iters.into_iter().flatten())))
+    }
+}
+
+pub(crate) fn concat_factory<T: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn ConcatOp> = Box::new(Concat::<T>(PhantomData));
+    Ok(Box::new(op))
+}
+
+// ---------------------------------------------------------------- sources
+
+struct VecSource<T>(PhantomData<fn() -> T>);
+
+impl<T: Data> SourceOp for VecSource<T> {
+    fn open(&self, data: &[u8], _ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        let values: Vec<T> = decode_record(data)?;
+        Ok(Partition::new::<T>(Box::new(values.into_iter())))
+    }
+}
+
+pub(crate) fn vec_source_factory<T: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn SourceOp> = Box::new(VecSource::<T>(PhantomData));
+    Ok(Box::new(op))
+}
+
+// ---------------------------------------------------------------- shuffle: map side
+
+/// The reduce partition of a key: deterministic in every process (FxHash of
+/// the key's `Hash`), spread with a multiplicative step so that low-entropy
+/// hashes still use every partition.
+pub(crate) fn hash_partition<K: Hash>(key: &K, partitions: usize) -> usize {
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    let mixed = h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((mixed >> 32) as usize) % partitions.max(1)
+}
+
+fn buffers(partitions: usize) -> Vec<RecordBuffer> {
+    (0..partitions).map(|_| RecordBuffer::default()).collect()
+}
+
+fn finish(mut buffers: Vec<RecordBuffer>) -> Vec<BinaryArray> {
+    buffers.iter_mut().map(RecordBuffer::finish).collect()
+}
+
+/// Hash-partitions `(K, V)` records without combining.
+struct HashWriter<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K: Data + Hash, V: Data> ShuffleWriteOp for HashWriter<K, V> {
+    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+        let mut out = buffers(partitions);
+        for record in input.into_iter::<(K, V)>()? {
+            out[hash_partition(&record.0, partitions)].push(&record)?;
+        }
+        Ok(finish(out))
+    }
+}
+
+pub(crate) fn hash_writer_factory<K: Data + Hash, V: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn ShuffleWriteOp> = Box::new(HashWriter::<K, V>(PhantomData));
+    Ok(Box::new(op))
+}
+
+/// Spreads records round-robin (`repartition`), starting at a position
+/// derived from the first record so that small map outputs do not all land
+/// in partition 0.
+struct RoundRobinWriter<T>(PhantomData<fn() -> T>);
+
+impl<T: Data> ShuffleWriteOp for RoundRobinWriter<T> {
+    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+        let mut out = buffers(partitions);
+        let mut next: Option<usize> = None;
+        let mut scratch = Vec::new();
+        for record in input.into_iter::<T>()? {
+            let p = *next.get_or_insert_with(|| {
+                scratch.clear();
+                let _ = encode_into(&record, &mut scratch);
+                hash_partition(&scratch, partitions)
+            });
+            out[p].push(&record)?;
+            next = Some((p + 1) % partitions);
+        }
+        Ok(finish(out))
+    }
+}
+
+pub(crate) fn round_robin_writer_factory<T: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn ShuffleWriteOp> = Box::new(RoundRobinWriter::<T>(PhantomData));
+    Ok(Box::new(op))
+}
+
+/// How the values of one key combine (`reduce_by_key`, `aggregate_by_key`):
+/// `create` makes a combiner from the first value, `merge_value` adds a
+/// value, `merge` joins two combiners.
+pub(crate) trait Combiner<V, C>: Send + Sync + 'static {
+    fn create(&self, v: V) -> C;
+    fn merge_value(&self, c: C, v: V) -> C;
+    fn merge(&self, a: C, b: C) -> C;
+}
+
+/// `reduce_by_key`: the combiner is the value itself.
+pub(crate) struct Reduce<F>(F);
+
+impl<V, F: Fn(V, V) -> V + Send + Sync + 'static> Combiner<V, V> for Reduce<F> {
+    fn create(&self, v: V) -> V {
+        v
+    }
+    fn merge_value(&self, c: V, v: V) -> V {
+        (self.0)(c, v)
+    }
+    fn merge(&self, a: V, b: V) -> V {
+        (self.0)(a, b)
+    }
+}
+
+/// `aggregate_by_key`: a zero value, a sequence and a combine function.
+pub(crate) struct Aggregate<U, S, C> {
+    zero: U,
+    seq: S,
+    comb: C,
+}
+
+impl<V, U, S, C> Combiner<V, U> for Aggregate<U, S, C>
+where
+    U: Clone + Send + Sync + 'static,
+    S: Fn(U, V) -> U + Send + Sync + 'static,
+    C: Fn(U, U) -> U + Send + Sync + 'static,
+{
+    fn create(&self, v: V) -> U {
+        (self.seq)(self.zero.clone(), v)
+    }
+    fn merge_value(&self, c: U, v: V) -> U {
+        (self.seq)(c, v)
+    }
+    fn merge(&self, a: U, b: U) -> U {
+        (self.comb)(a, b)
+    }
+}
+
+/// Builds a combiner from shipped state.
+pub(crate) trait MakeCombiner<V, C>: 'static {
+    type Combiner: Combiner<V, C>;
+    fn make(state: &[u8]) -> Result<Self::Combiner, PipelineError>;
+}
+
+/// The `reduce_by_key` combiner for closure type `F`.
+pub(crate) struct MakeReduce<F>(PhantomData<F>);
+
+impl<V, F: Fn(V, V) -> V + Send + Sync + 'static> MakeCombiner<V, V> for MakeReduce<F> {
+    type Combiner = Reduce<F>;
+    fn make(_: &[u8]) -> Result<Reduce<F>, PipelineError> {
+        Ok(Reduce(conjure_zst::<F>()))
+    }
+}
+
+/// The `aggregate_by_key` combiner for closure types `S` and `C`, zero in state.
+pub(crate) struct MakeAggregate<U, S, C>(PhantomData<(fn() -> U, S, C)>);
+
+impl<V, U, S, C> MakeCombiner<V, U> for MakeAggregate<U, S, C>
+where
+    U: Data + Clone,
+    S: Fn(U, V) -> U + Send + Sync + 'static,
+    C: Fn(U, U) -> U + Send + Sync + 'static,
+{
+    type Combiner = Aggregate<U, S, C>;
+    fn make(bytes: &[u8]) -> Result<Self::Combiner, PipelineError> {
+        Ok(Aggregate {
+            zero: state(bytes)?,
+            seq: conjure_zst::<S>(),
+            comb: conjure_zst::<C>(),
+        })
+    }
+}
+
+/// Map-side combining: one hash table per map task, then hash-partitioned.
+struct CombineWriter<K, V, C, M> {
+    combiner: M,
+    _types: PhantomData<fn() -> (K, V, C)>,
+}
+
+impl<K, V, C, M> ShuffleWriteOp for CombineWriter<K, V, C, M>
+where
+    K: Data + Hash + Eq,
+    V: Data,
+    C: Data,
+    M: Combiner<V, C>,
+{
+    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+        let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
+        for (k, v) in input.into_iter::<(K, V)>()? {
+            match table.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let slot = e.get_mut();
+                    if let Some(c) = slot.take() {
+                        *slot = Some(self.combiner.merge_value(c, v));
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Some(self.combiner.create(v)));
+                }
+            }
+        }
+        let mut out = buffers(partitions);
+        for (k, c) in table {
+            if let Some(c) = c {
+                let p = hash_partition(&k, partitions);
+                out[p].push(&(k, c))?;
+            }
+        }
+        Ok(finish(out))
+    }
+}
+
+pub(crate) fn combine_writer_factory<K, V, C, M>(bytes: &[u8]) -> Built
+where
+    K: Data + Hash + Eq,
+    V: Data,
+    C: Data,
+    M: MakeCombiner<V, C>,
+{
+    let op: Box<dyn ShuffleWriteOp> = Box::new(CombineWriter::<K, V, C, M::Combiner> {
+        combiner: M::make(bytes)?,
+        _types: PhantomData,
+    });
+    Ok(Box::new(op))
+}
+
+/// Range partitioning for sorts: `bounds` are the upper bounds (inclusive)
+/// of every partition but the last, ascending.
+struct RangeWriter<K, V> {
+    bounds: Vec<K>,
+    ascending: bool,
+    _types: PhantomData<fn() -> V>,
+}
+
+impl<K: Data + Ord, V: Data> ShuffleWriteOp for RangeWriter<K, V> {
+    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+        let mut out = buffers(partitions);
+        for record in input.into_iter::<(K, V)>()? {
+            let p = self.bounds.partition_point(|b| *b < record.0).min(partitions - 1);
+            let p = if self.ascending { p } else { partitions - 1 - p };
+            out[p].push(&record)?;
+        }
+        Ok(finish(out))
+    }
+}
+
+/// Shipped state of a range writer.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct RangeBounds<K> {
+    pub(crate) bounds: Vec<K>,
+    pub(crate) ascending: bool,
+}
+
+pub(crate) fn range_writer_factory<K: Data + Ord, V: Data>(bytes: &[u8]) -> Built {
+    let RangeBounds { bounds, ascending } = state::<RangeBounds<K>>(bytes)?;
+    let op: Box<dyn ShuffleWriteOp> = Box::new(RangeWriter::<K, V> {
+        bounds,
+        ascending,
+        _types: PhantomData,
+    });
+    Ok(Box::new(op))
+}
+
+// ---------------------------------------------------------------- shuffle: reduce side
+
+/// Decodes the records of a batch iterator; a decoding error is recorded in
+/// the task context and ends the iteration.
+pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter<T> {
+    let ctx = ctx.clone();
+    Box::new(batches.flat_map(move |array| {
+        let ctx = ctx.clone();
+        let decoded: Vec<T> = decode_array::<T>(&array)
+            .map_while(|r| r.map_err(|e| ctx.fail(e)).ok())
+            .collect();
+        decoded
+    }))
+}
+
+fn single_input(mut inputs: Vec<BatchIter>) -> Result<BatchIter, PipelineError> {
+    match (inputs.pop(), inputs.is_empty()) {
+        (Some(input), true) => Ok(input),
+        _ => Err(PipelineError::Internal("expected exactly one shuffle input".into())),
+    }
+}
+
+/// Passes records through (`repartition`).
+struct PassReducer<T>(PhantomData<fn() -> T>);
+
+impl<T: Data> ReduceOp for PassReducer<T> {
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        Ok(Partition::new::<T>(records::<T>(single_input(inputs)?, ctx)))
+    }
+}
+
+pub(crate) fn pass_reducer_factory<T: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn ReduceOp> = Box::new(PassReducer::<T>(PhantomData));
+    Ok(Box::new(op))
+}
+
+/// Merges pre-combined values per key.
+struct CombineReducer<K, C, M> {
+    combiner: M,
+    _types: PhantomData<fn() -> (K, C)>,
+}
+
+impl<K, C, M> CombineReducer<K, C, M>
+where
+    K: Data + Hash + Eq,
+    C: Data,
+{
+    fn merge_all<V>(&self, records: BoxIter<(K, C)>) -> FxHashMap<K, Option<C>>
+    where
+        M: Combiner<V, C>,
+    {
+        let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
+        for (k, c) in records {
+            match table.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let slot = e.get_mut();
+                    if let Some(a) = slot.take() {
+                        *slot = Some(self.combiner.merge(a, c));
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Some(c));
+                }
+            }
+        }
+        table
+    }
+}
+
+struct CombineReduceOp<K, V, C, M> {
+    inner: CombineReducer<K, C, M>,
+    _v: PhantomData<fn() -> V>,
+}
+
+impl<K, V, C, M> ReduceOp for CombineReduceOp<K, V, C, M>
+where
+    K: Data + Hash + Eq,
+    V: Data,
+    C: Data,
+    M: Combiner<V, C>,
+{
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        let table = self.inner.merge_all::<V>(records::<(K, C)>(single_input(inputs)?, ctx));
+        Ok(Partition::new::<(K, C)>(Box::new(
+            table.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
+        )))
+    }
+}
+
+pub(crate) fn combine_reducer_factory<K, V, C, M>(bytes: &[u8]) -> Built
+where
+    K: Data + Hash + Eq,
+    V: Data,
+    C: Data,
+    M: MakeCombiner<V, C>,
+{
+    let op: Box<dyn ReduceOp> = Box::new(CombineReduceOp::<K, V, C, M::Combiner> {
+        inner: CombineReducer {
+            combiner: M::make(bytes)?,
+            _types: PhantomData,
+        },
+        _v: PhantomData,
+    });
+    Ok(Box::new(op))
+}
+
+/// Groups all values of a key (`group_by_key`).
+struct GroupReducer<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K: Data + Hash + Eq, V: Data> ReduceOp for GroupReducer<K, V> {
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        let mut table: FxHashMap<K, Vec<V>> = FxHashMap::default();
+        for (k, v) in records::<(K, V)>(single_input(inputs)?, ctx) {
+            table.entry(k).or_default().push(v);
+        }
+        Ok(Partition::new::<(K, Vec<V>)>(Box::new(table.into_iter())))
+    }
+}
+
+pub(crate) fn group_reducer_factory<K: Data + Hash + Eq, V: Data>(_: &[u8]) -> Built {
+    let op: Box<dyn ReduceOp> = Box::new(GroupReducer::<K, V>(PhantomData));
+    Ok(Box::new(op))
+}
+
+/// Joins two hash-partitioned inputs: the right side is buffered per key,
+/// the left side streams. `OUTER` keeps left records without a match.
+struct JoinReducer<K, V, W, const OUTER: bool>(PhantomData<fn() -> (K, V, W)>);
+
+impl<K, V, W, const OUTER: bool> ReduceOp for JoinReducer<K, V, W, OUTER>
+where
+    K: Data + Hash + Eq + Clone,
+    V: Data + Clone,
+    W: Data + Clone,
+{
+    fn reduce(&self, mut inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        let (right, left) = match (inputs.pop(), inputs.pop(), inputs.is_empty()) {
+            (Some(r), Some(l), true) => (r, l),
+            _ => return Err(PipelineError::Internal("a join expects two shuffle inputs".into())),
+        };
+        let mut table: FxHashMap<K, Vec<W>> = FxHashMap::default();
+        for (k, w) in records::<(K, W)>(right, ctx) {
+            table.entry(k).or_default().push(w);
+        }
+        let left = records::<(K, V)>(left, ctx);
+        if OUTER {
+            let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, Option<W>))> {
+                match table.get(&k) {
+                    Some(ws) => ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))).collect(),
+                    None => vec![(k, (v, None))],
+                }
+            });
+            Ok(Partition::new::<(K, (V, Option<W>))>(Box::new(out)))
+        } else {
+            let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, W))> {
+                match table.get(&k) {
+                    Some(ws) => ws.iter().map(|w| (k.clone(), (v.clone(), w.clone()))).collect(),
+                    None => Vec::new(),
+                }
+            });
+            Ok(Partition::new::<(K, (V, W))>(Box::new(out)))
+        }
+    }
+}
+
+pub(crate) fn join_reducer_factory<K, V, W, const OUTER: bool>(_: &[u8]) -> Built
+where
+    K: Data + Hash + Eq + Clone,
+    V: Data + Clone,
+    W: Data + Clone,
+{
+    let op: Box<dyn ReduceOp> = Box::new(JoinReducer::<K, V, W, OUTER>(PhantomData));
+    Ok(Box::new(op))
+}
+
+/// Sorts one range partition by key (stable, so equal keys keep their order
+/// of arrival).
+struct SortReducer<K, V> {
+    ascending: bool,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Data + Ord, V: Data> ReduceOp for SortReducer<K, V> {
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+        let mut all: Vec<(K, V)> = records::<(K, V)>(single_input(inputs)?, ctx).collect();
+        if self.ascending {
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            all.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+        Ok(Partition::new::<(K, V)>(Box::new(all.into_iter())))
+    }
+}
+
+pub(crate) fn sort_reducer_factory<K: Data + Ord, V: Data>(bytes: &[u8]) -> Built {
+    let ascending: bool = state(bytes)?;
+    let op: Box<dyn ReduceOp> = Box::new(SortReducer::<K, V> {
+        ascending,
+        _types: PhantomData,
+    });
+    Ok(Box::new(op))
+}
+
+// ---------------------------------------------------------------- results
+
+/// A result operator as a function from the partition's iterator to bytes.
+struct ResultFn<T> {
+    f: Box<dyn Fn(BoxIter<T>) -> Result<Vec<u8>, PipelineError> + Send + Sync>,
+}
+
+impl<T: 'static> ResultOp for ResultFn<T> {
+    fn finish(&self, input: Partition, _ctx: &TaskContext) -> Result<Vec<u8>, PipelineError> {
+        (self.f)(input.into_iter::<T>()?)
+    }
+}
+
+pub(crate) fn result<T: Data>(
+    f: impl Fn(BoxIter<T>) -> Result<Vec<u8>, PipelineError> + Send + Sync + 'static,
+) -> Built {
+    let op: Box<dyn ResultOp> = Box::new(ResultFn { f: Box::new(f) });
+    Ok(Box::new(op))
+}
+
+pub(crate) fn collect_factory<T: Data>(bytes: &[u8]) -> Built {
+    let limit: Option<u64> = state(bytes)?;
+    result::<T>(move |it| {
+        let values: Vec<T> = match limit {
+            Some(n) => it.take(n as usize).collect(),
+            None => it.collect(),
+        };
+        encode_state(&values)
+    })
+}
+
+pub(crate) fn count_factory<T: Data>(_: &[u8]) -> Built {
+    result::<T>(|it| encode_state(&(it.count() as u64)))
+}
+
+pub(crate) fn reduce_factory<T: Data, F: Fn(T, T) -> T + Send + Sync + 'static>(_: &[u8]) -> Built {
+    result::<T>(|it| encode_state(&it.reduce(conjure_zst::<F>())))
+}
+
+pub(crate) fn fold_factory<T: Data + Clone, F: Fn(T, T) -> T + Send + Sync + 'static>(bytes: &[u8]) -> Built {
+    let zero: T = state(bytes)?;
+    result::<T>(move |it| encode_state(&it.fold(zero.clone(), conjure_zst::<F>())))
+}
+
+pub(crate) fn text_factory<T: Data + std::fmt::Display>(_: &[u8]) -> Built {
+    result::<T>(|it| {
+        use std::io::Write;
+        let mut out = Vec::new();
+        for x in it {
+            // Writing to a Vec cannot fail.
+            let _ = writeln!(out, "{x}");
+        }
+        Ok(out)
+    })
+}
+
+/// Shipped state of the sampling job that precedes a sort.
+pub(crate) fn sample_factory<K: Data + Clone, V: Data>(bytes: &[u8]) -> Built {
+    let per_partition: u64 = state(bytes)?;
+    result::<(K, V)>(move |it| {
+        // Reservoir sampling with a fixed seed: the sample (and so the
+        // partition bounds) is the same on every run over the same data.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5249_4646);
+        let mut sample: Vec<K> = Vec::new();
+        let mut seen = 0u64;
+        for (k, _) in it {
+            seen += 1;
+            if (sample.len() as u64) < per_partition {
+                sample.push(k);
+            } else {
+                let j = rng.random_range(0..seen);
+                if j < per_partition {
+                    sample[j as usize] = k;
+                }
+            }
+        }
+        encode_state(&(seen, sample))
+    })
+}
+
+/// Builds the `FnRef` of a convenience factory that takes no state.
+pub(crate) fn stateless(factory: riffle_planner::function::Factory, name: &str) -> FnRef {
+    FnRef::new(factory, Vec::new(), name)
+}

@@ -1,0 +1,60 @@
+//! Driver errors: what a job or a dataset operation can fail with.
+
+use riffle_planner::ids::{ExecutorId, JobId, StageId};
+use riffle_planner::task::FailureKind;
+use thiserror::Error;
+
+/// Errors returned by the Dataset API and the scheduler. Each names what
+/// failed: the path, or the job, stage, task and executor.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// An input path is missing or unusable.
+    #[error("input {path}: {message}")]
+    Input {
+        /// The path or URL given.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The output location already holds data.
+    #[error("output directory {dir} already exists and is not empty")]
+    OutputExists {
+        /// The output directory.
+        dir: String,
+    },
+    /// A task failed and will not be retried.
+    #[error("{job} failed: {stage} task {partition} (attempt {attempt}) on {executor}: {message}")]
+    TaskFailed {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: StageId,
+        /// The partition.
+        partition: u32,
+        /// The last attempt.
+        attempt: u32,
+        /// The executor that ran the last attempt.
+        executor: ExecutorId,
+        /// Why it failed.
+        kind: FailureKind,
+        /// The cause.
+        message: String,
+    },
+    /// Storage trouble on the driver (listing inputs, committing output).
+    #[error("storage error on {path}: {message}")]
+    Storage {
+        /// The object or directory.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// A bad configuration value (master string, option).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A dataset that cannot be planned (state that does not serialize).
+    #[error("invalid plan: {0}")]
+    Plan(String),
+    /// A bug in Riffle; please report it.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+}

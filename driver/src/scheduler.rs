@@ -1,0 +1,440 @@
+//! Running a job: cut the lineage into stages at shuffle boundaries, run
+//! parent stages first, retry failed tasks, commit output, clean up.
+//!
+//! A stage is the set of nodes reachable from its root without crossing a
+//! shuffle; its tasks are one [`PartitionPlan`] tree per partition, with
+//! the stage's operators ([`StageSpec::ops`]) shared by index. Shuffle
+//! inputs name the exact map-output objects and byte ranges recorded from
+//! the parent stage's [`MapStatus`]es.
+
+use crate::context::{Context, JobSummary};
+use crate::dataset::{Node, NodeKind, WriterSpec};
+use crate::error::DriverError;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use object_store::ObjectStoreExt;
+use riffle_executor::Executor;
+use riffle_planner::function::FnRef;
+use riffle_planner::ids::{JobId, ShuffleId, StageId, TaskId};
+use riffle_planner::task::{
+    BlockLocation, MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, TaskOutput,
+    TaskSpec, TaskStatus, decode, encode,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the last stage of a job does with its partitions.
+pub(crate) enum FinalSink {
+    /// Return bytes from a `ResultOp` to the driver.
+    Result(FnRef),
+    /// Write text files under `dir` (a URL) and commit them.
+    SaveText { op: FnRef, dir: String },
+}
+
+impl Context {
+    /// Runs a job computing `node` into `sink`; returns one output per
+    /// partition, in partition order.
+    pub(crate) fn run_job(&self, node: &Arc<Node>, sink: FinalSink) -> Result<Vec<TaskOutput>, DriverError> {
+        let started = Instant::now();
+        let mut job = Job {
+            ctx: self,
+            id: self.next_job_id(),
+            map_outputs: HashMap::new(),
+            next_stage: 0,
+            summary: JobSummary::default(),
+        };
+        let result = self.inner.runtime.block_on(async {
+            let outcome = job.run(node, sink).await;
+            job.cleanup().await;
+            outcome
+        });
+        job.summary.elapsed = started.elapsed();
+        if job.summary.invalid_utf8_lines > 0 {
+            tracing::warn!(
+                lines = job.summary.invalid_utf8_lines,
+                "input lines were not valid UTF-8; invalid bytes were replaced with U+FFFD"
+            );
+        }
+        if let Ok(mut last) = self.inner.last_job.lock() {
+            *last = job.summary;
+        }
+        result
+    }
+}
+
+struct Job<'a> {
+    ctx: &'a Context,
+    id: JobId,
+    /// Map statuses of every finished shuffle, by map partition.
+    map_outputs: HashMap<ShuffleId, Vec<MapStatus>>,
+    next_stage: u32,
+    summary: JobSummary,
+}
+
+impl Job<'_> {
+    async fn run(&mut self, node: &Arc<Node>, sink: FinalSink) -> Result<Vec<TaskOutput>, DriverError> {
+        self.ensure_parents(node).await?;
+        match sink {
+            FinalSink::Result(op) => self.run_stage(node, op, |op| StageSink::Result { op }).await,
+            FinalSink::SaveText { op, dir } => {
+                let outputs = {
+                    let dir = dir.clone();
+                    self.run_stage(node, op, move |op| StageSink::SaveText { op, dir }).await
+                };
+                match outputs {
+                    Ok(outputs) => self.commit_text(&dir, outputs).await,
+                    Err(e) => {
+                        self.abort_text(&dir).await;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every shuffle map stage the stage of `node` depends on,
+    /// recursively, parents first.
+    fn ensure_parents<'b>(
+        &'b mut self,
+        node: &'b Arc<Node>,
+    ) -> futures::future::LocalBoxFuture<'b, Result<(), DriverError>> {
+        Box::pin(async move {
+            let mut deps = Vec::new();
+            stage_deps(node, &mut deps);
+            for (dep, reduce_partitions) in deps {
+                if self.map_outputs.contains_key(&dep.shuffle) {
+                    continue;
+                }
+                self.ensure_parents(&dep.parent).await?;
+                let writer = match &dep.writer {
+                    WriterSpec::Ready(f) => f.clone(),
+                    WriterSpec::Sampled {
+                        sampler,
+                        make,
+                        ascending,
+                    } => {
+                        let samples = self
+                            .run_stage(&dep.parent, sampler.clone(), |op| StageSink::Result { op })
+                            .await?
+                            .into_iter()
+                            .map(result_bytes)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        make(samples, reduce_partitions, *ascending)
+                            .map_err(|e| DriverError::Internal(format!("range bounds: {e}")))?
+                    }
+                };
+                let partitions = reduce_partitions as u32;
+                let shuffle = dep.shuffle;
+                let outputs = self
+                    .run_stage(&dep.parent, writer, move |writer| StageSink::Shuffle {
+                        shuffle,
+                        writer,
+                        partitions,
+                    })
+                    .await?;
+                let statuses = outputs
+                    .into_iter()
+                    .map(|o| match o {
+                        TaskOutput::Shuffle(status) => Ok(status),
+                        _ => Err(DriverError::Internal("map task returned no map status".into())),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.map_outputs.insert(dep.shuffle, statuses);
+            }
+            Ok(())
+        })
+    }
+
+    /// Plans and runs one stage rooted at `node`, whose sink uses `sink_op`.
+    async fn run_stage(
+        &mut self,
+        node: &Arc<Node>,
+        sink_op: FnRef,
+        sink: impl FnOnce(OpIndex) -> StageSink,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
+        let stage = StageId(self.next_stage);
+        self.next_stage += 1;
+        let mut builder = StageBuilder {
+            ops: Vec::new(),
+            index: HashMap::new(),
+            map_outputs: &self.map_outputs,
+        };
+        let plans = (0..node.partitions)
+            .map(|p| builder.plan(node, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ops = builder.ops;
+        ops.push(sink_op);
+        let sink = sink((ops.len() - 1) as OpIndex);
+        let spec = StageSpec {
+            job: self.id,
+            stage,
+            ops,
+            sink,
+        };
+        self.summary.stages += 1;
+        self.run_tasks(spec, plans).await
+    }
+
+    /// Runs one task per plan on the executors, retrying failures.
+    async fn run_tasks(&mut self, spec: StageSpec, plans: Vec<PartitionPlan>) -> Result<Vec<TaskOutput>, DriverError> {
+        let stage = spec.stage;
+        let bytes = encode(&spec).map_err(|e| DriverError::Plan(e.to_string()))?;
+        let executors = &self.ctx.inner.executors;
+        for executor in executors {
+            executor
+                .register_stage(&bytes)
+                .map_err(|e| DriverError::Plan(format!("{stage}: {e}")))?;
+        }
+        let mut queue: VecDeque<(u32, u32)> = (0..plans.len() as u32).map(|p| (p, 0)).collect();
+        let mut outputs: Vec<Option<TaskOutput>> = vec![None; plans.len()];
+        let mut running = vec![0usize; executors.len()];
+        let mut in_flight = FuturesUnordered::new();
+        let max_attempts = self.ctx.inner.config.max_attempts;
+        while !queue.is_empty() || !in_flight.is_empty() {
+            // Fill every free slot, preferring the least loaded executor.
+            while let Some(&(partition, attempt)) = queue.front() {
+                let Some(e) = (0..executors.len())
+                    .filter(|&e| running[e] < executors[e].slots())
+                    .min_by_key(|&e| running[e])
+                else {
+                    break;
+                };
+                queue.pop_front();
+                let task = TaskSpec {
+                    id: TaskId {
+                        job: self.id,
+                        stage,
+                        partition,
+                        attempt,
+                    },
+                    plan: plans[partition as usize].clone(),
+                };
+                let bytes = encode(&task).map_err(|e| DriverError::Plan(e.to_string()))?;
+                running[e] += 1;
+                let executor: Arc<Executor> = executors[e].clone();
+                in_flight.push(async move { (e, executor.launch(&bytes).await) });
+            }
+            let Some((e, reply)) = in_flight.next().await else {
+                break;
+            };
+            running[e] -= 1;
+            let status: TaskStatus = reply
+                .map_err(|err| DriverError::Internal(format!("{stage}: executor refused a task: {err}")))
+                .and_then(|bytes| decode(&bytes).map_err(|err| DriverError::Internal(err.to_string())))?;
+            self.record(&status);
+            let TaskId { partition, attempt, .. } = status.id;
+            match status.result {
+                Ok(output) => outputs[partition as usize] = Some(output),
+                Err(failure) if failure.kind.retryable() && attempt + 1 < max_attempts => {
+                    tracing::warn!(%stage, partition, attempt, cause = %failure.message, "task failed; retrying");
+                    queue.push_back((partition, attempt + 1));
+                }
+                Err(failure) => {
+                    return Err(DriverError::TaskFailed {
+                        job: self.id,
+                        stage,
+                        partition,
+                        attempt,
+                        executor: status.executor,
+                        kind: failure.kind,
+                        message: failure.message,
+                    });
+                }
+            }
+        }
+        outputs
+            .into_iter()
+            .enumerate()
+            .map(|(p, o)| o.ok_or_else(|| DriverError::Internal(format!("{stage}: partition {p} produced no output"))))
+            .collect()
+    }
+
+    fn record(&mut self, status: &TaskStatus) {
+        let m = &status.metrics;
+        let s = &mut self.summary;
+        s.tasks += 1;
+        s.records_read += m.records_read;
+        s.bytes_read += m.bytes_read;
+        s.shuffle_bytes_written += m.shuffle_bytes_written;
+        s.invalid_utf8_lines += m.invalid_utf8_lines;
+    }
+
+    /// Deletes the job's shuffle output, whatever the outcome.
+    async fn cleanup(&mut self) {
+        let paths: Vec<String> = self
+            .map_outputs
+            .values()
+            .flatten()
+            .map(|status| status.data_path.clone())
+            .collect();
+        if let Err(e) = self.ctx.inner.shuffle.delete_outputs(&paths).await {
+            tracing::warn!(job = %self.id, error = %e, "could not delete shuffle output");
+        }
+        for executor in &self.ctx.inner.executors {
+            executor.remove_job(self.id);
+        }
+    }
+
+    /// Moves each partition's file from `_temporary` to `part-NNNNN`, then
+    /// marks the directory complete with `_SUCCESS`.
+    async fn commit_text(&mut self, dir: &str, outputs: Vec<TaskOutput>) -> Result<Vec<TaskOutput>, DriverError> {
+        let (store, base) = self.output_store(dir)?;
+        let storage = |path: &str, e: object_store::Error| DriverError::Storage {
+            path: path.to_string(),
+            message: e.to_string(),
+        };
+        for (p, output) in outputs.iter().enumerate() {
+            let TaskOutput::Written { path } = output else {
+                return Err(DriverError::Internal("save task returned no file".into()));
+            };
+            let url = url::Url::parse(path).map_err(|e| DriverError::Internal(e.to_string()))?;
+            let from = object_store::path::Path::from_url_path(url.path())
+                .map_err(|e| DriverError::Internal(e.to_string()))?;
+            let to = base.clone().join(format!("part-{p:05}"));
+            store.rename(&from, &to).await.map_err(|e| storage(path, e))?;
+        }
+        let success = base.clone().join("_SUCCESS");
+        store
+            .put(&success, object_store::PutPayload::default())
+            .await
+            .map_err(|e| storage(dir, e))?;
+        self.abort_text(dir).await;
+        Ok(outputs)
+    }
+
+    /// Removes the job's uncommitted files under `dir/_temporary`.
+    async fn abort_text(&mut self, dir: &str) {
+        let Ok((store, base)) = self.output_store(dir) else {
+            return;
+        };
+        let temp = base.join("_temporary");
+        let listed: Vec<_> = store.list(Some(&temp)).collect().await;
+        for meta in listed.into_iter().flatten() {
+            let _ = store.delete(&meta.location).await;
+        }
+        // The local store leaves empty directories behind; remove them so no
+        // trace of the attempt stays visible.
+        if let Ok(url) = url::Url::parse(dir)
+            && url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            let _ = std::fs::remove_dir_all(path.join("_temporary"));
+        }
+    }
+
+    fn output_store(
+        &self,
+        dir: &str,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path), DriverError> {
+        let url = url::Url::parse(dir).map_err(|e| DriverError::Internal(e.to_string()))?;
+        self.ctx.inner.stores.resolve(&url).map_err(|e| DriverError::Storage {
+            path: dir.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The bytes of a result task.
+pub(crate) fn result_bytes(output: TaskOutput) -> Result<Vec<u8>, DriverError> {
+    match output {
+        TaskOutput::Result(bytes) => Ok(bytes),
+        _ => Err(DriverError::Internal("result task returned no bytes".into())),
+    }
+}
+
+/// The shuffle dependencies that bound the stage of `node`, with the number
+/// of reduce partitions of each.
+fn stage_deps<'a>(node: &'a Arc<Node>, out: &mut Vec<(&'a crate::dataset::ShuffleDep, usize)>) {
+    match &node.kind {
+        NodeKind::Parallelize { .. } | NodeKind::TextFile { .. } | NodeKind::Invalid { .. } => {}
+        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => stage_deps(parent, out),
+        NodeKind::Union { parents } => parents.iter().for_each(|p| stage_deps(p, out)),
+        NodeKind::Shuffled { deps, .. } => out.extend(deps.iter().map(|d| (d, node.partitions))),
+    }
+}
+
+/// Builds the partition plans of one stage, collecting its operators.
+struct StageBuilder<'a> {
+    ops: Vec<FnRef>,
+    /// Operator index of each node already seen (by node address).
+    index: HashMap<*const Node, OpIndex>,
+    map_outputs: &'a HashMap<ShuffleId, Vec<MapStatus>>,
+}
+
+impl StageBuilder<'_> {
+    fn op(&mut self, node: &Arc<Node>, f: &FnRef) -> OpIndex {
+        *self.index.entry(Arc::as_ptr(node)).or_insert_with(|| {
+            self.ops.push(f.clone());
+            (self.ops.len() - 1) as OpIndex
+        })
+    }
+
+    fn plan(&mut self, node: &Arc<Node>, p: usize) -> Result<PartitionPlan, DriverError> {
+        Ok(match &node.kind {
+            NodeKind::Invalid { error } => return Err(DriverError::Plan(error.clone())),
+            NodeKind::Parallelize { op, slices } => PartitionPlan::Parallelize {
+                op: self.op(node, op),
+                data: slices[p].clone(),
+            },
+            NodeKind::TextFile { splits } => PartitionPlan::TextFile(splits[p].clone()),
+            NodeKind::Narrow { op, parent } => {
+                let input = Box::new(self.plan(parent, p)?);
+                PartitionPlan::Narrow {
+                    op: self.op(node, op),
+                    input,
+                }
+            }
+            NodeKind::Union { parents } => {
+                let mut offset = p;
+                for parent in parents {
+                    if offset < parent.partitions {
+                        return self.plan(parent, offset);
+                    }
+                    offset -= parent.partitions;
+                }
+                return Err(DriverError::Internal(format!("union has no partition {p}")));
+            }
+            NodeKind::Coalesce { op, parent, groups } => {
+                let inputs = groups[p]
+                    .clone()
+                    .map(|q| self.plan(parent, q))
+                    .collect::<Result<Vec<_>, _>>()?;
+                PartitionPlan::Concat {
+                    op: self.op(node, op),
+                    inputs,
+                }
+            }
+            NodeKind::Shuffled { reducer, deps } => {
+                let mut inputs = Vec::with_capacity(deps.len());
+                for dep in deps {
+                    let statuses = self.map_outputs.get(&dep.shuffle).ok_or_else(|| {
+                        DriverError::Internal(format!("{} was not computed before its reader", dep.shuffle))
+                    })?;
+                    let blocks = statuses
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(m, status)| {
+                            let block = status.blocks.get(p)?;
+                            (block.len > 0).then(|| BlockLocation {
+                                path: status.data_path.clone(),
+                                map_partition: m as u32,
+                                offset: block.offset,
+                                len: block.len,
+                            })
+                        })
+                        .collect();
+                    inputs.push(ShuffleInput {
+                        shuffle: dep.shuffle,
+                        partition: p as u32,
+                        blocks,
+                    });
+                }
+                PartitionPlan::Shuffled {
+                    op: self.op(node, reducer),
+                    inputs,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! Reading text file splits as lines, streamed from an object store.
+//!
+//! A tokio task streams the object's bytes into a bounded channel; the rayon
+//! side reads them through [`ChannelReader`] (a `std::io::Read`), decompresses
+//! gzip if needed and cuts lines. At most a few chunks are in flight, so a
+//! file of any size is read in constant memory.
+//!
+//! Split semantics (as Hadoop's `LineRecordReader`): a split owns every line
+//! that starts inside `[start, end)`. A split with `start > 0` begins reading
+//! at `start - 1` and skips through the first `\n`, and the last line is read
+//! to its end even past `end`.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use riffle_planner::PipelineError;
+use riffle_planner::pipeline::{Counters, TaskContext};
+use riffle_planner::task::{Compression, FileSplit};
+use riffle_shuffle::stores::ObjectStores;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Chunks buffered between the I/O task and the reader.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// A storage failure carried through `std::io::Read`, kept apart from
+/// decompression errors (which mean the file itself is bad).
+#[derive(Debug)]
+struct StorageFailure(String);
+
+impl std::fmt::Display for StorageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StorageFailure {}
+
+/// A blocking reader over chunks sent by an async producer.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    /// Streams `range` of the object at `path` through a new tokio task on
+    /// `runtime`. The task ends when the reader is dropped.
+    pub fn spawn(
+        runtime: &tokio::runtime::Handle,
+        store: Arc<dyn ObjectStore>,
+        path: object_store::path::Path,
+        range: Option<GetRange>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        runtime.spawn(async move {
+            let options = GetOptions {
+                range,
+                ..GetOptions::default()
+            };
+            let result = match store.get_opts(&path, options).await {
+                Ok(result) => result,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            };
+            let mut stream = result.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let failed = chunk.is_err();
+                if tx.send(chunk.map_err(|e| e.to_string())).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(message)) => return Err(std::io::Error::other(StorageFailure(message))),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// The lines of one split, as an iterator of `String`s. Lines end at `\n`
+/// or `\r\n`; bytes that are not UTF-8 are replaced with U+FFFD and counted.
+pub struct TextLines {
+    split: FileSplit,
+    state: State,
+    ctx: TaskContext,
+    buf: Vec<u8>,
+}
+
+enum State {
+    /// Not opened yet: opening is deferred to the first `next` so that
+    /// building a plan does no I/O.
+    Pending {
+        stores: ObjectStores,
+        runtime: tokio::runtime::Handle,
+    },
+    Reading {
+        reader: Box<dyn BufRead + Send>,
+        /// Offset in the (uncompressed) stream of the next line's first byte.
+        position: u64,
+    },
+    Done,
+}
+
+impl TextLines {
+    /// Lines of `split`, read through `stores` on `runtime`.
+    pub fn new(
+        split: FileSplit,
+        stores: ObjectStores,
+        runtime: tokio::runtime::Handle,
+        ctx: TaskContext,
+    ) -> Self {
+        TextLines {
+            split,
+            state: State::Pending { stores, runtime },
+            ctx,
+            buf: Vec::new(),
+        }
+    }
+
+    fn open(&mut self, stores: &ObjectStores, runtime: &tokio::runtime::Handle) -> Result<State, PipelineError> {
+        let input_err = |message: String| PipelineError::Input {
+            path: self.split.url.clone(),
+            message,
+        };
+        let url = url::Url::parse(&self.split.url).map_err(|e| input_err(e.to_string()))?;
+        let (store, path) = stores.resolve(&url).map_err(|e| input_err(e.to_string()))?;
+        let split = &self.split;
+        let (reader, position): (Box<dyn BufRead + Send>, u64) = match split.compression {
+            Compression::Gzip => {
+                let raw = ChannelReader::spawn(runtime, store, path, None);
+                let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw));
+                (Box::new(BufReader::with_capacity(1 << 16, gz)), 0)
+            }
+            Compression::None if split.start == 0 => {
+                let raw = ChannelReader::spawn(runtime, store, path, None);
+                (Box::new(BufReader::with_capacity(1 << 16, raw)), 0)
+            }
+            Compression::None => {
+                let range = Some(GetRange::Offset(split.start - 1));
+                let raw = ChannelReader::spawn(runtime, store, path, range);
+                let mut reader = BufReader::with_capacity(1 << 16, raw);
+                // Skip the tail of the line that started in the previous split.
+                let mut skipped = Vec::new();
+                let n = reader
+                    .read_until(b'\n', &mut skipped)
+                    .map_err(|e| self.read_error(e))?;
+                (Box::new(reader), split.start - 1 + n as u64)
+            }
+        };
+        Ok(State::Reading { reader, position })
+    }
+
+    fn read_error(&self, error: std::io::Error) -> PipelineError {
+        let path = self.split.url.clone();
+        match error.get_ref().and_then(|e| e.downcast_ref::<StorageFailure>()) {
+            Some(failure) => PipelineError::Input {
+                path,
+                message: failure.0.clone(),
+            },
+            None if self.split.compression == Compression::Gzip => PipelineError::BadInput {
+                path,
+                message: format!("corrupt gzip data: {error}"),
+            },
+            None => PipelineError::Input {
+                path,
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+impl Iterator for TextLines {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            match &mut self.state {
+                State::Pending { stores, runtime } => {
+                    let (stores, runtime) = (stores.clone(), runtime.clone());
+                    match self.open(&stores, &runtime) {
+                        Ok(state) => self.state = state,
+                        Err(e) => {
+                            self.ctx.fail(e);
+                            self.state = State::Done;
+                        }
+                    }
+                }
+                State::Reading { reader, position } => {
+                    let splittable = self.split.compression == Compression::None;
+                    if splittable && *position >= self.split.end {
+                        self.state = State::Done;
+                        continue;
+                    }
+                    self.buf.clear();
+                    let n = match reader.read_until(b'\n', &mut self.buf) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let e = self.read_error(e);
+                            self.ctx.fail(e);
+                            self.state = State::Done;
+                            continue;
+                        }
+                    };
+                    if n == 0 {
+                        self.state = State::Done;
+                        continue;
+                    }
+                    *position += n as u64;
+                    let counters = &self.ctx.counters;
+                    Counters::add(&counters.bytes_read, n as u64);
+                    Counters::add(&counters.records_read, 1);
+                    return Some(self.take_line());
+                }
+                State::Done => return None,
+            }
+        }
+    }
+}
+
+impl TextLines {
+    fn take_line(&mut self) -> String {
+        let mut line = std::mem::take(&mut self.buf);
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        match String::from_utf8(line) {
+            Ok(s) => s,
+            Err(e) => {
+                Counters::add(&self.ctx.counters.invalid_utf8_lines, 1);
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        }
+    }
+}

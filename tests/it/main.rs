@@ -1,0 +1,3 @@
+//! Integration tests of the Dataset API, run on the embedded engine.
+
+mod dataset;
