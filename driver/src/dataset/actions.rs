@@ -43,6 +43,23 @@ impl<T: Data> Dataset<T> {
         Ok(all)
     }
 
+    /// The `n` smallest elements, ascending (Spark's `takeOrdered`). Each
+    /// task keeps only its own `n` smallest, so this is cheap for small `n`
+    /// even over huge datasets; wrap values in `std::cmp::Reverse` for the
+    /// largest.
+    pub fn take_ordered(&self, n: usize) -> Result<Vec<T>, DriverError>
+    where
+        T: Ord,
+    {
+        let op = FnRef::new(
+            ops::take_ordered_factory::<T>,
+            encode_state(&(n as u64)).map_err(plan)?,
+            "take_ordered",
+        );
+        let partials = self.run_result::<Vec<T>>(op)?;
+        Ok(ops::smallest(partials.into_iter().flatten(), n))
+    }
+
     /// The first element, if any.
     pub fn first(&self) -> Result<Option<T>, DriverError> {
         Ok(self.take(1)?.into_iter().next())

@@ -724,3 +724,26 @@ pub(crate) fn sample_factory<K: Data + Clone, V: Data>(bytes: &[u8]) -> Built {
 pub(crate) fn stateless(factory: riffle_planner::function::Factory, name: &str) -> FnRef {
     FnRef::new(factory, Vec::new(), name)
 }
+
+pub(crate) fn take_ordered_factory<T: Data + Ord>(bytes: &[u8]) -> Built {
+    let n: u64 = state(bytes)?;
+    result::<T>(move |it| encode_state(&smallest(it, n as usize)))
+}
+
+/// The `n` smallest values, ascending, in `O(len log n)` time and `O(n)`
+/// memory.
+pub(crate) fn smallest<T: Ord>(values: impl Iterator<Item = T>, n: usize) -> Vec<T> {
+    let mut heap = std::collections::BinaryHeap::with_capacity(n + 1);
+    if n == 0 {
+        return Vec::new();
+    }
+    for v in values {
+        if heap.len() < n {
+            heap.push(v);
+        } else if heap.peek().is_some_and(|max| v < *max) {
+            heap.pop();
+            heap.push(v);
+        }
+    }
+    heap.into_sorted_vec()
+}
