@@ -80,16 +80,20 @@ impl FnRef {
         &self.state
     }
 
-    /// Calls the factory and downcasts the operator to the role `R`
-    /// (for example `Box<dyn NarrowOp>`).
-    pub fn instantiate<R: 'static>(&self) -> Result<R, PipelineError> {
+    /// Calls the factory: the operator, with its role still erased.
+    pub fn instantiate_any(&self) -> Result<Box<dyn Any + Send + Sync>, PipelineError> {
         let address = anchor_address().wrapping_add(self.offset as usize);
         // SAFETY: see the module documentation. The offset was produced by
         // `FnRef::new` from a `Factory` in a binary whose build id matches ours,
         // so `address` is that factory's entry point in this process.
         let factory: Factory = unsafe { std::mem::transmute::<usize, Factory>(address) };
-        let object = factory(&self.state)?;
-        object
+        factory(&self.state)
+    }
+
+    /// Calls the factory and downcasts the operator to the role `R`
+    /// (for example `Box<dyn NarrowOp>`).
+    pub fn instantiate<R: 'static>(&self) -> Result<R, PipelineError> {
+        self.instantiate_any()?
             .downcast::<R>()
             .map(|boxed| *boxed)
             .map_err(|_| PipelineError::Function {
