@@ -44,7 +44,7 @@ fn run() -> anyhow::Result<()> {
     let mut sample_dir = None;
     let inputs = if args.inputs.is_empty() {
         let dir = std::env::temp_dir().join(format!("riffle-wordcount-sample-{}", std::process::id()));
-        let summary = riffle::gen::cloudfront(&riffle::gen::CloudFrontGenOptions {
+        let summary = riffle::datagen::cloudfront(&riffle::datagen::CloudFrontGenOptions {
             lines: 200_000,
             files: 4,
             seed: 42,

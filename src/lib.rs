@@ -18,6 +18,8 @@
 //! This crate re-exports the driver API ([`prelude`]) and holds the `riffle`
 //! command-line tool. See `ARCHITECTURE.md` for where everything lives.
 
+pub mod datagen;
+
 pub use riffle_driver::{Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary};
 pub use riffle_sql as sql;
 

@@ -75,6 +75,25 @@ impl<T: Data> Dataset<T> {
         )
     }
 
+    /// Like [`Dataset::map_partitions`], with explicit state. The function
+    /// borrows the state only while it builds the iterator, so an iterator
+    /// that needs it must copy what it uses.
+    pub fn map_partitions_with<S, U, I, F>(&self, state: S, f: F) -> Dataset<U>
+    where
+        S: Data,
+        U: Data,
+        I: Iterator<Item = U> + Send + 'static,
+        F: Fn(&S, BoxIter<T>) -> I + Send + Sync + 'static,
+    {
+        assert_zst::<F>();
+        let _ = f;
+        self.with_state(
+            "map_partitions_with",
+            ops::map_partitions_with_factory::<S, T, U, I, F>,
+            &state,
+        )
+    }
+
     /// Like [`Dataset::map`], with explicit state shipped to every task.
     pub fn map_with<S: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(&self, state: S, f: F) -> Dataset<U> {
         assert_zst::<F>();

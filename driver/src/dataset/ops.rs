@@ -747,3 +747,16 @@ pub(crate) fn smallest<T: Ord>(values: impl Iterator<Item = T>, n: usize) -> Vec
     }
     heap.into_sorted_vec()
 }
+
+pub(crate) fn map_partitions_with_factory<S, T, U, I, F>(bytes: &[u8]) -> Built
+where
+    S: Data,
+    T: Data,
+    U: Data,
+    I: Iterator<Item = U> + Send + 'static,
+    F: Fn(&S, BoxIter<T>) -> I + Send + Sync + 'static,
+{
+    let s: S = state(bytes)?;
+    let s = Arc::new(s);
+    narrow::<T, U>(move |it| Box::new(conjure_zst::<F>()(&s, it)))
+}
