@@ -10,6 +10,11 @@
 //! generates a small sample data set (CloudFront access logs) and says so on
 //! stderr.
 
+/// Jobs allocate many small values; mimalloc is markedly faster than the
+/// system allocator at that (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context as _;
 use clap::Parser;
 use riffle::prelude::*;
@@ -43,7 +48,8 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut sample_dir = None;
     let inputs = if args.inputs.is_empty() {
-        let dir = std::env::temp_dir().join(format!("riffle-wordcount-sample-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("riffle-wordcount-sample-{}", std::process::id()));
         let summary = riffle::datagen::cloudfront(&riffle::datagen::CloudFrontGenOptions {
             lines: 200_000,
             files: 4,
@@ -67,7 +73,11 @@ fn run() -> anyhow::Result<()> {
     let paths: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let top = ctx
         .text_files(&paths)?
-        .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|line: String| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .map(|word| (word, 1u64))
         .reduce_by_key(|a, b| a + b)
         .map(|(word, count)| (Reverse(count), word))

@@ -43,7 +43,9 @@ impl Default for Config {
 impl Config {
     /// The number of embedded slots a master string asks for.
     pub fn embedded_slots(master: &str) -> Result<usize, DriverError> {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         match master {
             "local" | "local[*]" => Ok(cores),
             m => m
@@ -183,11 +185,20 @@ impl Context {
                 (dir.display().to_string(), Some(dir))
             }
         };
-        let url = ObjectStores::to_url(&shuffle_url).map_err(|e| DriverError::Config(e.to_string()))?;
-        let (store, prefix) = stores.resolve(&url).map_err(|e| DriverError::Config(e.to_string()))?;
-        let shuffle = ShuffleStore::new(store, prefix);
-        let executor = Executor::new(ExecutorId(0), slots, runtime.handle().clone(), stores.clone(), shuffle.clone())
+        let url =
+            ObjectStores::to_url(&shuffle_url).map_err(|e| DriverError::Config(e.to_string()))?;
+        let (store, prefix) = stores
+            .resolve(&url)
             .map_err(|e| DriverError::Config(e.to_string()))?;
+        let shuffle = ShuffleStore::new(store, prefix);
+        let executor = Executor::new(
+            ExecutorId(0),
+            slots,
+            runtime.handle().clone(),
+            stores.clone(),
+            shuffle.clone(),
+        )
+        .map_err(|e| DriverError::Config(e.to_string()))?;
         Ok(Context {
             inner: Arc::new(ContextInner {
                 config,
@@ -215,7 +226,11 @@ impl Context {
 
     /// The summary of the last job run.
     pub fn last_job(&self) -> JobSummary {
-        self.inner.last_job.lock().map(|s| s.clone()).unwrap_or_default()
+        self.inner
+            .last_job
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// The object stores this context reads and writes through (register
@@ -297,6 +312,7 @@ impl Context {
                     url,
                     start: 0,
                     end: size,
+                    size,
                     compression: Compression::Gzip,
                 });
                 continue;
@@ -308,6 +324,7 @@ impl Context {
                     url: url.clone(),
                     start,
                     end,
+                    size,
                     compression: Compression::None,
                 });
                 start = end;
@@ -331,7 +348,11 @@ impl Context {
             message,
         };
         let url = ObjectStores::to_url(path).map_err(|e| input_err(e.message))?;
-        let (store, object) = self.inner.stores.resolve(&url).map_err(|e| input_err(e.message))?;
+        let (store, object) = self
+            .inner
+            .stores
+            .resolve(&url)
+            .map_err(|e| input_err(e.message))?;
         let base = format!("{}://{}", url.scheme(), url.authority());
         let file_url = |p: &Path| format!("{base}/{p}");
         let is_glob = object.as_ref().contains(['*', '?', '[', '{']);

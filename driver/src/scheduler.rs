@@ -17,8 +17,8 @@ use riffle_executor::Executor;
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{JobId, ShuffleId, StageId, TaskId};
 use riffle_planner::task::{
-    BlockLocation, MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, TaskOutput,
-    TaskSpec, TaskStatus, decode, encode,
+    BlockLocation, MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec,
+    TaskOutput, TaskSpec, TaskStatus, decode, encode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,7 +35,11 @@ pub(crate) enum FinalSink {
 impl Context {
     /// Runs a job computing `node` into `sink`; returns one output per
     /// partition, in partition order.
-    pub(crate) fn run_job(&self, node: &Arc<Node>, sink: FinalSink) -> Result<Vec<TaskOutput>, DriverError> {
+    pub(crate) fn run_job(
+        &self,
+        node: &Arc<Node>,
+        sink: FinalSink,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
         let started = Instant::now();
         let mut job = Job {
             ctx: self,
@@ -73,14 +77,22 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    async fn run(&mut self, node: &Arc<Node>, sink: FinalSink) -> Result<Vec<TaskOutput>, DriverError> {
+    async fn run(
+        &mut self,
+        node: &Arc<Node>,
+        sink: FinalSink,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
         self.ensure_parents(node).await?;
         match sink {
-            FinalSink::Result(op) => self.run_stage(node, op, |op| StageSink::Result { op }).await,
+            FinalSink::Result(op) => {
+                self.run_stage(node, op, |op| StageSink::Result { op })
+                    .await
+            }
             FinalSink::SaveText { op, dir } => {
                 let outputs = {
                     let dir = dir.clone();
-                    self.run_stage(node, op, move |op| StageSink::SaveText { op, dir }).await
+                    self.run_stage(node, op, move |op| StageSink::SaveText { op, dir })
+                        .await
                 };
                 match outputs {
                     Ok(outputs) => self.commit_text(&dir, outputs).await,
@@ -137,7 +149,9 @@ impl Job<'_> {
                     .into_iter()
                     .map(|o| match o {
                         TaskOutput::Shuffle(status) => Ok(status),
-                        _ => Err(DriverError::Internal("map task returned no map status".into())),
+                        _ => Err(DriverError::Internal(
+                            "map task returned no map status".into(),
+                        )),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 self.map_outputs.insert(dep.shuffle, statuses);
@@ -177,7 +191,11 @@ impl Job<'_> {
     }
 
     /// Runs one task per plan on the executors, retrying failures.
-    async fn run_tasks(&mut self, spec: StageSpec, plans: Vec<PartitionPlan>) -> Result<Vec<TaskOutput>, DriverError> {
+    async fn run_tasks(
+        &mut self,
+        spec: StageSpec,
+        plans: Vec<PartitionPlan>,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
         let stage = spec.stage;
         let bytes = encode(&spec).map_err(|e| DriverError::Plan(e.to_string()))?;
         let executors = &self.ctx.inner.executors;
@@ -220,10 +238,16 @@ impl Job<'_> {
             };
             running[e] -= 1;
             let status: TaskStatus = reply
-                .map_err(|err| DriverError::Internal(format!("{stage}: executor refused a task: {err}")))
-                .and_then(|bytes| decode(&bytes).map_err(|err| DriverError::Internal(err.to_string())))?;
+                .map_err(|err| {
+                    DriverError::Internal(format!("{stage}: executor refused a task: {err}"))
+                })
+                .and_then(|bytes| {
+                    decode(&bytes).map_err(|err| DriverError::Internal(err.to_string()))
+                })?;
             self.record(&status);
-            let TaskId { partition, attempt, .. } = status.id;
+            let TaskId {
+                partition, attempt, ..
+            } = status.id;
             match status.result {
                 Ok(output) => outputs[partition as usize] = Some(output),
                 Err(failure) if failure.kind.retryable() && attempt + 1 < max_attempts => {
@@ -246,7 +270,11 @@ impl Job<'_> {
         outputs
             .into_iter()
             .enumerate()
-            .map(|(p, o)| o.ok_or_else(|| DriverError::Internal(format!("{stage}: partition {p} produced no output"))))
+            .map(|(p, o)| {
+                o.ok_or_else(|| {
+                    DriverError::Internal(format!("{stage}: partition {p} produced no output"))
+                })
+            })
             .collect()
     }
 
@@ -278,7 +306,11 @@ impl Job<'_> {
 
     /// Moves each partition's file from `_temporary` to `part-NNNNN`, then
     /// marks the directory complete with `_SUCCESS`.
-    async fn commit_text(&mut self, dir: &str, outputs: Vec<TaskOutput>) -> Result<Vec<TaskOutput>, DriverError> {
+    async fn commit_text(
+        &mut self,
+        dir: &str,
+        outputs: Vec<TaskOutput>,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
         let (store, base) = self.output_store(dir)?;
         let storage = |path: &str, e: object_store::Error| DriverError::Storage {
             path: path.to_string(),
@@ -292,7 +324,10 @@ impl Job<'_> {
             let from = object_store::path::Path::from_url_path(url.path())
                 .map_err(|e| DriverError::Internal(e.to_string()))?;
             let to = base.clone().join(format!("part-{p:05}"));
-            store.rename(&from, &to).await.map_err(|e| storage(path, e))?;
+            store
+                .rename(&from, &to)
+                .await
+                .map_err(|e| storage(path, e))?;
         }
         let success = base.clone().join("_SUCCESS");
         store
@@ -328,10 +363,14 @@ impl Job<'_> {
         dir: &str,
     ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path), DriverError> {
         let url = url::Url::parse(dir).map_err(|e| DriverError::Internal(e.to_string()))?;
-        self.ctx.inner.stores.resolve(&url).map_err(|e| DriverError::Storage {
-            path: dir.to_string(),
-            message: e.to_string(),
-        })
+        self.ctx
+            .inner
+            .stores
+            .resolve(&url)
+            .map_err(|e| DriverError::Storage {
+                path: dir.to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -339,7 +378,9 @@ impl Job<'_> {
 pub(crate) fn result_bytes(output: TaskOutput) -> Result<Vec<u8>, DriverError> {
     match output {
         TaskOutput::Result(bytes) => Ok(bytes),
-        _ => Err(DriverError::Internal("result task returned no bytes".into())),
+        _ => Err(DriverError::Internal(
+            "result task returned no bytes".into(),
+        )),
     }
 }
 
@@ -348,7 +389,9 @@ pub(crate) fn result_bytes(output: TaskOutput) -> Result<Vec<u8>, DriverError> {
 fn stage_deps<'a>(node: &'a Arc<Node>, out: &mut Vec<(&'a crate::dataset::ShuffleDep, usize)>) {
     match &node.kind {
         NodeKind::Parallelize { .. } | NodeKind::TextFile { .. } | NodeKind::Invalid { .. } => {}
-        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => stage_deps(parent, out),
+        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => {
+            stage_deps(parent, out)
+        }
         NodeKind::Union { parents } => parents.iter().for_each(|p| stage_deps(p, out)),
         NodeKind::Shuffled { deps, .. } => out.extend(deps.iter().map(|d| (d, node.partitions))),
     }
@@ -409,7 +452,10 @@ impl StageBuilder<'_> {
                 let mut inputs = Vec::with_capacity(deps.len());
                 for dep in deps {
                     let statuses = self.map_outputs.get(&dep.shuffle).ok_or_else(|| {
-                        DriverError::Internal(format!("{} was not computed before its reader", dep.shuffle))
+                        DriverError::Internal(format!(
+                            "{} was not computed before its reader",
+                            dep.shuffle
+                        ))
                     })?;
                     let blocks = statuses
                         .iter()

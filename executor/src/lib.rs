@@ -121,7 +121,8 @@ impl Executor {
         let spec: StageSpec = decode(bytes).map_err(ExecutorError::BadMessage)?;
         let key = (spec.job, spec.stage);
         let stage = spec.stage;
-        let runtime = StageRuntime::new(spec).map_err(|source| ExecutorError::Stage { stage, source })?;
+        let runtime =
+            StageRuntime::new(spec).map_err(|source| ExecutorError::Stage { stage, source })?;
         if let Ok(mut stages) = self.stages.lock() {
             stages.insert(key, Arc::new(runtime));
         }

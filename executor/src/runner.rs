@@ -1,10 +1,10 @@
 //! Running one task: build the partition's iterators, drive the sink,
 //! commit the output.
 
+use crate::ExecutorEnv;
 use crate::cpu::run_cpu;
 use crate::shuffle_input::ShuffleBatches;
 use crate::text::TextLines;
-use crate::ExecutorEnv;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use riffle_planner::PipelineError;
@@ -13,8 +13,8 @@ use riffle_planner::pipeline::{
     ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp, SourceOp, TaskContext,
 };
 use riffle_planner::task::{
-    FailureKind, OpIndex, PartitionPlan, StageSink, StageSpec, TaskFailure, TaskMetrics, TaskOutput,
-    TaskSpec, TaskStatus,
+    FailureKind, OpIndex, PartitionPlan, StageSink, StageSpec, TaskFailure, TaskMetrics,
+    TaskOutput, TaskSpec, TaskStatus,
 };
 use riffle_shuffle::writer::{EncodedMapOutput, encode_map_output, put_map_output};
 use std::panic::AssertUnwindSafe;
@@ -81,34 +81,45 @@ enum CpuOutput {
 impl StageRuntime {
     /// Instantiates every operator of `spec`.
     pub fn new(spec: StageSpec) -> Result<Self, PipelineError> {
-        let ops = spec.ops.iter().map(Op::instantiate).collect::<Result<_, _>>()?;
+        let ops = spec
+            .ops
+            .iter()
+            .map(Op::instantiate)
+            .collect::<Result<_, _>>()?;
         Ok(StageRuntime { spec, ops })
     }
 
     fn op(&self, index: OpIndex) -> Result<&Op, PipelineError> {
-        self.ops
-            .get(index as usize)
-            .ok_or_else(|| PipelineError::Internal(format!("operator {index} is not in {}", self.spec.stage)))
+        self.ops.get(index as usize).ok_or_else(|| {
+            PipelineError::Internal(format!("operator {index} is not in {}", self.spec.stage))
+        })
     }
 
     fn wrong_role(&self, index: OpIndex, role: &str) -> PipelineError {
-        let name = self.spec.ops.get(index as usize).map(FnRef::name).unwrap_or("?");
+        let name = self
+            .spec
+            .ops
+            .get(index as usize)
+            .map(FnRef::name)
+            .unwrap_or("?");
         PipelineError::Internal(format!("operator {index} ({name}) is not a {role}"))
     }
 
     /// Builds the (lazy) partition described by `plan`.
-    fn build(&self, plan: PartitionPlan, env: &ExecutorEnv, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+    fn build(
+        &self,
+        plan: PartitionPlan,
+        env: &ExecutorEnv,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
         match plan {
             PartitionPlan::Parallelize { op, data } => match self.op(op)? {
                 Op::Source(source) => source.open(&data, ctx),
                 _ => Err(self.wrong_role(op, "source")),
             },
-            PartitionPlan::TextFile(split) => Ok(Partition::new::<String>(Box::new(TextLines::new(
-                split,
-                env.stores.clone(),
-                env.runtime.clone(),
-                ctx.clone(),
-            )))),
+            PartitionPlan::TextFile(split) => Ok(Partition::new::<String>(Box::new(
+                TextLines::new(split, env.stores.clone(), env.runtime.clone(), ctx.clone()),
+            ))),
             PartitionPlan::Shuffled { op, inputs } => match self.op(op)? {
                 Op::Reduce(reduce) => {
                     let batches = inputs
@@ -147,13 +158,21 @@ impl StageRuntime {
     }
 
     /// The CPU part of a task: compute the partition and drive the sink.
-    fn compute(&self, plan: PartitionPlan, env: &ExecutorEnv, ctx: &TaskContext) -> Result<CpuOutput, PipelineError> {
+    fn compute(
+        &self,
+        plan: PartitionPlan,
+        env: &ExecutorEnv,
+        ctx: &TaskContext,
+    ) -> Result<CpuOutput, PipelineError> {
         let partition = self.build(plan, env, ctx)?;
         match &self.spec.sink {
-            StageSink::Shuffle { writer, partitions, .. } => match self.op(*writer)? {
+            StageSink::Shuffle {
+                writer, partitions, ..
+            } => match self.op(*writer)? {
                 Op::Write(w) => {
                     let arrays = w.write(partition, *partitions as usize, ctx)?;
-                    let encoded = encode_map_output(arrays).map_err(|e| PipelineError::Shuffle(e.to_string()))?;
+                    let encoded = encode_map_output(arrays)
+                        .map_err(|e| PipelineError::Shuffle(e.to_string()))?;
                     Ok(CpuOutput::Map(encoded))
                 }
                 _ => Err(self.wrong_role(*writer, "shuffle writer")),
@@ -168,7 +187,11 @@ impl StageRuntime {
 
 /// Runs one task to completion and reports its status. Never panics: a
 /// panic in user code becomes a `User` failure naming the task.
-pub async fn run_task(env: &Arc<ExecutorEnv>, stage: Arc<StageRuntime>, task: TaskSpec) -> TaskStatus {
+pub async fn run_task(
+    env: &Arc<ExecutorEnv>,
+    stage: Arc<StageRuntime>,
+    task: TaskSpec,
+) -> TaskStatus {
     let started = Instant::now();
     let ctx = TaskContext::default();
     let id = task.id;
@@ -186,7 +209,11 @@ pub async fn run_task(env: &Arc<ExecutorEnv>, stage: Arc<StageRuntime>, task: Ta
         }),
         Some(Err(panic)) => Err(TaskFailure {
             kind: FailureKind::User,
-            message: format!("user code panicked in {id} on {}: {}", env.id, panic_message(&*panic)),
+            message: format!(
+                "user code panicked in {id} on {}: {}",
+                env.id,
+                panic_message(&*panic)
+            ),
         }),
         // A source failure ends its iterator early, so it explains whatever
         // the sink saw: report it before anything else, and never commit.
@@ -226,7 +253,9 @@ async fn commit(
     };
     match (&spec.sink, out) {
         (StageSink::Shuffle { shuffle, .. }, CpuOutput::Map(encoded)) => {
-            let path = env.shuffle.data_path(id.job, *shuffle, id.partition, id.attempt);
+            let path = env
+                .shuffle
+                .data_path(id.job, *shuffle, id.partition, id.attempt);
             put_map_output(&env.shuffle, path, encoded)
                 .await
                 .map(TaskOutput::Shuffle)
@@ -241,8 +270,12 @@ async fn commit(
                 id.partition,
                 id.attempt
             );
-            let parsed = url::Url::parse(&url).map_err(|e| storage_failure(format!("{url}: {e}")))?;
-            let (store, path) = env.stores.resolve(&parsed).map_err(|e| storage_failure(e.to_string()))?;
+            let parsed =
+                url::Url::parse(&url).map_err(|e| storage_failure(format!("{url}: {e}")))?;
+            let (store, path) = env
+                .stores
+                .resolve(&parsed)
+                .map_err(|e| storage_failure(e.to_string()))?;
             store
                 .put(&path, PutPayload::from_bytes(Bytes::from(bytes)))
                 .await

@@ -26,7 +26,12 @@ pub struct ShuffleBatches {
 
 impl ShuffleBatches {
     /// Batches of `input`, read from `store` by a task on `runtime`.
-    pub fn new(input: ShuffleInput, store: ShuffleStore, runtime: tokio::runtime::Handle, ctx: TaskContext) -> Self {
+    pub fn new(
+        input: ShuffleInput,
+        store: ShuffleStore,
+        runtime: tokio::runtime::Handle,
+        ctx: TaskContext,
+    ) -> Self {
         ShuffleBatches {
             input,
             pending: Some((store, runtime)),
@@ -82,9 +87,12 @@ impl Iterator for ShuffleBatches {
                     // The stream does not say which block failed; name the
                     // first map partition whose object is missing.
                     let map = match &e {
-                        ShuffleError::Missing { path } => {
-                            self.input.blocks.iter().find(|b| &b.path == path).map(|b| b.map_partition)
-                        }
+                        ShuffleError::Missing { path } => self
+                            .input
+                            .blocks
+                            .iter()
+                            .find(|b| &b.path == path)
+                            .map(|b| b.map_partition),
                         _ => None,
                     };
                     self.fail(map, e);

@@ -11,8 +11,7 @@
 //! to its end even past `end`.
 
 use bytes::Bytes;
-use futures::StreamExt;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{ObjectStore, ObjectStoreExt};
 use riffle_planner::PipelineError;
 use riffle_planner::pipeline::{Counters, TaskContext};
 use riffle_planner::task::{Compression, FileSplit};
@@ -22,7 +21,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Chunks buffered between the I/O task and the reader.
-const CHUNKS_IN_FLIGHT: usize = 8;
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Bytes per ranged read.
+const CHUNK_BYTES: u64 = 4 << 20;
 
 /// A storage failure carried through `std::io::Read`, kept apart from
 /// decompression errors (which mean the file itself is bad).
@@ -44,33 +46,33 @@ pub struct ChannelReader {
 }
 
 impl ChannelReader {
-    /// Streams `range` of the object at `path` through a new tokio task on
-    /// `runtime`. The task ends when the reader is dropped.
+    /// Streams bytes `[start, size)` of the object at `path` through a new
+    /// tokio task on `runtime`, as ranged reads of [`CHUNK_BYTES`]. The task
+    /// ends when the reader is dropped.
     pub fn spawn(
         runtime: &tokio::runtime::Handle,
         store: Arc<dyn ObjectStore>,
         path: object_store::path::Path,
-        range: Option<GetRange>,
+        start: u64,
+        size: u64,
     ) -> Self {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         runtime.spawn(async move {
-            let options = GetOptions {
-                range,
-                ..GetOptions::default()
-            };
-            let result = match store.get_opts(&path, options).await {
-                Ok(result) => result,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
-                    return;
-                }
-            };
-            let mut stream = result.into_stream();
-            while let Some(chunk) = stream.next().await {
+            // Large ranged reads rather than the store's streaming `get`:
+            // a few big requests keep both the channel hand-offs and (on S3)
+            // the request count low.
+            let mut offset = start;
+            while offset < size {
+                let end = (offset + CHUNK_BYTES).min(size);
+                let chunk = store
+                    .get_range(&path, offset..end)
+                    .await
+                    .map_err(|e| e.to_string());
                 let failed = chunk.is_err();
-                if tx.send(chunk.map_err(|e| e.to_string())).await.is_err() || failed {
+                if tx.send(chunk).await.is_err() || failed {
                     return;
                 }
+                offset = end;
             }
         });
         ChannelReader {
@@ -136,7 +138,11 @@ impl TextLines {
         }
     }
 
-    fn open(&mut self, stores: &ObjectStores, runtime: &tokio::runtime::Handle) -> Result<State, PipelineError> {
+    fn open(
+        &mut self,
+        stores: &ObjectStores,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<State, PipelineError> {
         let input_err = |message: String| PipelineError::Input {
             path: self.split.url.clone(),
             message,
@@ -146,17 +152,16 @@ impl TextLines {
         let split = &self.split;
         let (reader, position): (Box<dyn BufRead + Send>, u64) = match split.compression {
             Compression::Gzip => {
-                let raw = ChannelReader::spawn(runtime, store, path, None);
+                let raw = ChannelReader::spawn(runtime, store, path, 0, split.size);
                 let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw));
                 (Box::new(BufReader::with_capacity(1 << 16, gz)), 0)
             }
             Compression::None if split.start == 0 => {
-                let raw = ChannelReader::spawn(runtime, store, path, None);
+                let raw = ChannelReader::spawn(runtime, store, path, 0, split.size);
                 (Box::new(BufReader::with_capacity(1 << 16, raw)), 0)
             }
             Compression::None => {
-                let range = Some(GetRange::Offset(split.start - 1));
-                let raw = ChannelReader::spawn(runtime, store, path, range);
+                let raw = ChannelReader::spawn(runtime, store, path, split.start - 1, split.size);
                 let mut reader = BufReader::with_capacity(1 << 16, raw);
                 // Skip the tail of the line that started in the previous split.
                 let mut skipped = Vec::new();
@@ -171,7 +176,10 @@ impl TextLines {
 
     fn read_error(&self, error: std::io::Error) -> PipelineError {
         let path = self.split.url.clone();
-        match error.get_ref().and_then(|e| e.downcast_ref::<StorageFailure>()) {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<StorageFailure>())
+        {
             Some(failure) => PipelineError::Input {
                 path,
                 message: failure.0.clone(),

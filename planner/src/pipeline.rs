@@ -14,8 +14,8 @@
 use crate::error::PipelineError;
 use arrow_array::BinaryArray;
 use std::any::Any;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A boxed iterator of typed values.
 pub type BoxIter<T> = Box<dyn Iterator<Item = T> + Send>;
@@ -34,7 +34,7 @@ impl Partition {
 
     /// Recovers the typed iterator; fails if the partition holds another type,
     /// which would be a planning bug.
-    pub fn into_iter<T: 'static>(self) -> Result<BoxIter<T>, PipelineError> {
+    pub fn into_typed<T: 'static>(self) -> Result<BoxIter<T>, PipelineError> {
         self.0.downcast::<BoxIter<T>>().map(|b| *b).map_err(|_| {
             PipelineError::Internal(format!(
                 "partition does not hold values of type {}",
@@ -112,7 +112,8 @@ pub trait ConcatOp: Send + Sync {
 /// shuffle) into the first partition of the consuming stage.
 pub trait ReduceOp: Send + Sync {
     /// Builds the partition from one batch iterator per parent shuffle.
-    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError>;
+    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext)
+    -> Result<Partition, PipelineError>;
 }
 
 /// The map side of a shuffle: splits (and possibly pre-combines) a partition

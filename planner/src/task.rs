@@ -131,6 +131,8 @@ pub struct FileSplit {
     pub start: u64,
     /// Last byte (exclusive); the file size for a whole file.
     pub end: u64,
+    /// The size of the whole file.
+    pub size: u64,
     /// Compression; compressed files are never split.
     pub compression: Compression,
 }
@@ -225,7 +227,10 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether another attempt of the same task could succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, FailureKind::Retryable | FailureKind::FetchFailed { .. })
+        matches!(
+            self,
+            FailureKind::Retryable | FailureKind::FetchFailed { .. }
+        )
     }
 }
 
@@ -307,6 +312,7 @@ mod tests {
                 url: "file:///tmp/x".into(),
                 start: 0,
                 end: 10,
+                size: 10,
                 compression: Compression::None,
             }),
         };
@@ -316,6 +322,11 @@ mod tests {
         assert!(decode::<TaskSpec>(&bytes[..bytes.len() - 3]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode::<TaskSpec>(&longer).unwrap_err().to_string().contains("trailing"));
+        assert!(
+            decode::<TaskSpec>(&longer)
+                .unwrap_err()
+                .to_string()
+                .contains("trailing")
+        );
     }
 }

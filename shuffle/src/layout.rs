@@ -1,8 +1,8 @@
 //! Where shuffle objects live in the store.
 
 use crate::error::ShuffleError;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use riffle_planner::ids::{JobId, ShuffleId};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -40,7 +40,10 @@ impl ShuffleStore {
 
     /// The index object key that goes with a data object key.
     pub fn index_path(data_path: &Path) -> Path {
-        Path::from(format!("{}.index", data_path.as_ref().trim_end_matches(".data")))
+        Path::from(format!(
+            "{}.index",
+            data_path.as_ref().trim_end_matches(".data")
+        ))
     }
 
     /// Deletes the data and index objects of the given map outputs. Missing

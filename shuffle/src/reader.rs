@@ -62,7 +62,10 @@ pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, Shuffl
 }
 
 /// Reads a map task's index object (used to validate outputs).
-pub async fn read_index(store: &ShuffleStore, data_path: &Path) -> Result<Vec<BlockInfo>, ShuffleError> {
+pub async fn read_index(
+    store: &ShuffleStore,
+    data_path: &Path,
+) -> Result<Vec<BlockInfo>, ShuffleError> {
     let index_path = ShuffleStore::index_path(data_path);
     let bytes = store
         .store
@@ -127,7 +130,13 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_with_empty_partitions() {
-        round_trip(vec![vec![], vec!["a".into(), "b".into()], vec![], vec!["c".into()]]).await;
+        round_trip(vec![
+            vec![],
+            vec!["a".into(), "b".into()],
+            vec![],
+            vec!["c".into()],
+        ])
+        .await;
     }
 
     #[tokio::test]

@@ -55,7 +55,10 @@ impl ObjectStores {
         };
         let key = format!("{}://{}", url.scheme(), url.authority());
         let path = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
-        let mut stores = self.stores.lock().map_err(|_| err("store table poisoned".into()))?;
+        let mut stores = self
+            .stores
+            .lock()
+            .map_err(|_| err("store table poisoned".into()))?;
         if let Some(store) = stores.get(&key) {
             return Ok((store.clone(), path));
         }

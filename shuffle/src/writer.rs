@@ -7,8 +7,8 @@ use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload};
 use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 use riffle_planner::task::{BlockInfo, MapStatus};
 use std::sync::{Arc, LazyLock};
 
@@ -41,10 +41,12 @@ pub fn encode_map_output(partitions: Vec<BinaryArray>) -> Result<EncodedMapOutpu
         let offset = data.len() as u64;
         let rows = array.len() as u64;
         if rows > 0 {
-            let batch = RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(array) as ArrayRef])
-                .map_err(|e| ShuffleError::Encode(e.to_string()))?;
-            let mut writer = StreamWriter::try_new_with_options(&mut data, &RECORD_SCHEMA, options.clone())
-                .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+            let batch =
+                RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(array) as ArrayRef])
+                    .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+            let mut writer =
+                StreamWriter::try_new_with_options(&mut data, &RECORD_SCHEMA, options.clone())
+                    .map_err(|e| ShuffleError::Encode(e.to_string()))?;
             writer
                 .write(&batch)
                 .and_then(|_| writer.finish())

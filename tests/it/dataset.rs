@@ -24,7 +24,10 @@ fn word_count_small() {
         .reduce_by_key(|a, b| a + b)
         .collect()
         .unwrap();
-    assert_eq!(sorted(counts), vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+    assert_eq!(
+        sorted(counts),
+        vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
+    );
 }
 
 #[test]
@@ -33,17 +36,33 @@ fn narrow_operations_match_sequential() {
     let input: Vec<i64> = (0..1000).collect();
     let ds = ctx.parallelize(input.clone(), 7);
     assert_eq!(ds.num_partitions(), 7);
-    assert_eq!(ds.map(|x| x * 3).collect().unwrap(), input.iter().map(|x| x * 3).collect::<Vec<_>>());
+    assert_eq!(
+        ds.map(|x| x * 3).collect().unwrap(),
+        input.iter().map(|x| x * 3).collect::<Vec<_>>()
+    );
     assert_eq!(
         ds.filter(|x| x % 3 == 0).collect().unwrap(),
-        input.iter().copied().filter(|x| x % 3 == 0).collect::<Vec<_>>()
+        input
+            .iter()
+            .copied()
+            .filter(|x| x % 3 == 0)
+            .collect::<Vec<_>>()
     );
     assert_eq!(
-        ds.flat_map(|x| vec![x; (x % 3) as usize]).collect().unwrap(),
-        input.iter().flat_map(|&x| vec![x; (x % 3) as usize]).collect::<Vec<_>>()
+        ds.flat_map(|x| vec![x; (x % 3) as usize])
+            .collect()
+            .unwrap(),
+        input
+            .iter()
+            .flat_map(|&x| vec![x; (x % 3) as usize])
+            .collect::<Vec<_>>()
     );
     assert_eq!(
-        ds.map_partitions(|it| std::iter::once(it.sum::<i64>())).collect().unwrap().iter().sum::<i64>(),
+        ds.map_partitions(|it| std::iter::once(it.sum::<i64>()))
+            .collect()
+            .unwrap()
+            .iter()
+            .sum::<i64>(),
         input.iter().sum::<i64>()
     );
     assert_eq!(
@@ -51,11 +70,15 @@ fn narrow_operations_match_sequential() {
         input.iter().map(|x| x + 10).collect::<Vec<_>>()
     );
     assert_eq!(
-        ds.filter_with(vec![1i64, 5, 999], |set, x| set.contains(x)).collect().unwrap(),
+        ds.filter_with(vec![1i64, 5, 999], |set, x| set.contains(x))
+            .collect()
+            .unwrap(),
         vec![1, 5, 999]
     );
     assert_eq!(
-        ds.flat_map_with(2usize, |n, x| vec![x; *n]).count().unwrap(),
+        ds.flat_map_with(2usize, |n, x| vec![x; *n])
+            .count()
+            .unwrap(),
         2 * input.len() as u64
     );
     assert_eq!(
@@ -85,14 +108,26 @@ fn actions_match_sequential() {
     assert_eq!(ds.reduce(|a, b| a + b).unwrap(), Some(5050));
     assert_eq!(ds.fold(0, |a, b| a + b).unwrap(), 5050);
     assert_eq!(ds.take_ordered(3).unwrap(), vec![1, 2, 3]);
-    assert_eq!(ds.map(std::cmp::Reverse).take_ordered(2).unwrap(), vec![std::cmp::Reverse(100), std::cmp::Reverse(99)]);
+    assert_eq!(
+        ds.map(std::cmp::Reverse).take_ordered(2).unwrap(),
+        vec![std::cmp::Reverse(100), std::cmp::Reverse(99)]
+    );
     let empty = ctx.parallelize(Vec::<u32>::new(), 3);
     assert_eq!(empty.reduce(|a, b| a + b).unwrap(), None);
     assert_eq!(empty.first().unwrap(), None);
     assert_eq!(empty.count().unwrap(), 0);
-    let by_value = ctx.parallelize(vec!["x".to_string(), "y".into(), "x".into()], 3).count_by_value().unwrap();
-    assert_eq!(by_value, HashMap::from([("x".to_string(), 2), ("y".to_string(), 1)]));
-    let by_key = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (1, 'c')], 2).count_by_key().unwrap();
+    let by_value = ctx
+        .parallelize(vec!["x".to_string(), "y".into(), "x".into()], 3)
+        .count_by_value()
+        .unwrap();
+    assert_eq!(
+        by_value,
+        HashMap::from([("x".to_string(), 2), ("y".to_string(), 1)])
+    );
+    let by_key = ctx
+        .parallelize(vec![(1, 'a'), (2, 'b'), (1, 'c')], 2)
+        .count_by_key()
+        .unwrap();
     assert_eq!(by_key, HashMap::from([(1, 2), (2, 1)]));
 }
 
@@ -105,18 +140,36 @@ fn keyed_operations_match_sequential() {
     for (k, v) in &pairs {
         *expected_sum.entry(*k).or_default() += v;
     }
-    let sums = ds.aggregate_by_key(0i64, |a, v| a + v as i64, |a, b| a + b).collect().unwrap();
+    let sums = ds
+        .aggregate_by_key(0i64, |a, v| a + v as i64, |a, b| a + b)
+        .collect()
+        .unwrap();
     assert_eq!(
         sorted(sums),
-        expected_sum.iter().map(|(k, v)| (*k, *v as i64)).collect::<Vec<_>>()
+        expected_sum
+            .iter()
+            .map(|(k, v)| (*k, *v as i64))
+            .collect::<Vec<_>>()
     );
     let folded = ds.fold_by_key(0, |a, b| a + b).collect().unwrap();
-    assert_eq!(sorted(folded), expected_sum.clone().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        sorted(folded),
+        expected_sum.clone().into_iter().collect::<Vec<_>>()
+    );
     let right = ctx.parallelize(
-        vec![(1u8, "one".to_string()), (2, "two".into()), (2, "deux".into()), (99, "none".into())],
+        vec![
+            (1u8, "one".to_string()),
+            (2, "two".into()),
+            (2, "deux".into()),
+            (99, "none".into()),
+        ],
         2,
     );
-    let left_outer = ds.filter(|(k, _)| *k < 4).left_outer_join(&right).collect().unwrap();
+    let left_outer = ds
+        .filter(|(k, _)| *k < 4)
+        .left_outer_join(&right)
+        .collect()
+        .unwrap();
     let mut expected = Vec::new();
     for (k, v) in pairs.iter().filter(|(k, _)| *k < 4) {
         match k {
@@ -137,7 +190,9 @@ fn keyed_operations_match_sequential() {
 #[test]
 fn sort_descending_and_with_strings() {
     let ctx = ctx();
-    let words: Vec<String> = (0..300).map(|i| format!("w{:03}", (i * 37) % 300)).collect();
+    let words: Vec<String> = (0..300)
+        .map(|i| format!("w{:03}", (i * 37) % 300))
+        .collect();
     let ds = ctx.parallelize(words.clone(), 4);
     let asc = ds.sort_by(|w: &String| w.clone(), true).collect().unwrap();
     assert_eq!(asc, sorted(words.clone()));
@@ -153,20 +208,28 @@ fn save_as_text_file_writes_parts_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let out_str = out.to_str().unwrap();
-    ctx.parallelize((0..10).collect::<Vec<u32>>(), 3).save_as_text_file(out_str).unwrap();
+    ctx.parallelize((0..10).collect::<Vec<u32>>(), 3)
+        .save_as_text_file(out_str)
+        .unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["_SUCCESS", "part-00000", "part-00001", "part-00002"]);
+    assert_eq!(
+        names,
+        vec!["_SUCCESS", "part-00000", "part-00001", "part-00002"]
+    );
     let mut all = String::new();
     for p in 0..3 {
         all.push_str(&std::fs::read_to_string(out.join(format!("part-{p:05}"))).unwrap());
     }
     assert_eq!(all, (0..10).map(|i| format!("{i}\n")).collect::<String>());
     // Writing again into a non-empty directory is refused.
-    let err = ctx.parallelize(vec![1], 1).save_as_text_file(out_str).unwrap_err();
+    let err = ctx
+        .parallelize(vec![1], 1)
+        .save_as_text_file(out_str)
+        .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
 
     // A job that fails leaves nothing visible.
@@ -177,7 +240,9 @@ fn save_as_text_file_writes_parts_atomically() {
         .save_as_text_file(failed.to_str().unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("boom at 7"), "{err}");
-    let leftovers: Vec<_> = std::fs::read_dir(&failed).map(|d| d.collect::<Vec<_>>()).unwrap_or_default();
+    let leftovers: Vec<_> = std::fs::read_dir(&failed)
+        .map(|d| d.collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -189,19 +254,28 @@ fn explain_shows_stages_and_boundaries() {
         .flat_map(|l: String| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .map(|w| (w, 1u64));
     let counts = words.reduce_by_key(|a, b| a + b);
-    let plan = counts.map(|(w, c)| (c, w)).explain();
+    let plan = counts.map(|(w, c)| (c, w)).to_debug_string();
     assert_eq!(plan.matches("Stage ").count(), 2, "{plan}");
     assert_eq!(plan.matches("boundary").count(), 1, "{plan}");
-    assert!(plan.contains("parallelize(1 elements) -> flat_map -> map"), "{plan}");
+    assert!(
+        plan.contains("parallelize(1 elements) -> flat_map -> map"),
+        "{plan}"
+    );
     assert!(plan.contains("reduce_by_key -> map"), "{plan}");
 
     // A join of two aggregations: 1 result stage + 2 join sides + 1 below the left side.
     let joined = counts.join(&words.group_by_key().map_values(|v: Vec<u64>| v.len()));
-    let plan = joined.explain();
+    let plan = joined.to_debug_string();
     assert_eq!(plan.matches("Stage ").count(), 5, "{plan}");
     assert_eq!(plan.matches("boundary").count(), 4, "{plan}");
     // Narrow operators never add stages.
-    let plan = ctx.parallelize(vec![1], 1).map(|x| x + 1).filter(|x| *x > 0).union(&ctx.parallelize(vec![2], 1)).coalesce(1).explain();
+    let plan = ctx
+        .parallelize(vec![1], 1)
+        .map(|x| x + 1)
+        .filter(|x| *x > 0)
+        .union(&ctx.parallelize(vec![2], 1))
+        .coalesce(1)
+        .to_debug_string();
     assert_eq!(plan.matches("Stage ").count(), 1, "{plan}");
 }
 
@@ -284,4 +358,36 @@ proptest! {
         }
         prop_assert_eq!(sorted(l.join(&r).collect().unwrap()), sorted(expected));
     }
+}
+
+#[test]
+fn in_memory_shuffle_store() {
+    let ctx = Context::builder()
+        .master("local[3]")
+        .shuffle_store("memory:///shuffle")
+        .build()
+        .unwrap();
+    let counts = ctx
+        .parallelize((0..1000u32).map(|i| (i % 10, 1u64)).collect::<Vec<_>>(), 5)
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    assert_eq!(
+        sorted(counts),
+        (0..10).map(|k| (k, 100)).collect::<Vec<_>>()
+    );
+    let summary = ctx.last_job();
+    assert_eq!(summary.stages, 2);
+    assert!(summary.shuffle_bytes_written > 0);
+}
+
+#[test]
+fn bad_master_is_a_clear_error() {
+    let err = Context::new("locale[2]").err().unwrap();
+    assert!(
+        err.to_string().contains("unknown master \"locale[2]\""),
+        "{err}"
+    );
+    let err = Context::new("local[0]").err().unwrap();
+    assert!(err.to_string().contains("local[N]"), "{err}");
 }

@@ -1,5 +1,9 @@
 //! Integration tests of the embedded engine. One test binary (modules
 //! below), so DataFusion-sized dependencies are linked once.
 
+// Test helpers outside `#[test]` functions unwrap freely too.
+#![allow(clippy::unwrap_used)]
+
 mod dataset;
+mod examples;
 mod text_input;

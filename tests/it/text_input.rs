@@ -31,7 +31,11 @@ fn byte_range_splits_read_every_line_once() {
     expected.push("last".into());
     std::fs::write(&path, &text).unwrap();
     for split in [1u64, 7, 100, 4096, 1 << 30] {
-        let ctx = Context::builder().master("local[2]").split_size(split.max(1)).build().unwrap();
+        let ctx = Context::builder()
+            .master("local[2]")
+            .split_size(split.max(1))
+            .build()
+            .unwrap();
         let ds = ctx.text_file(path.to_str().unwrap()).unwrap();
         let lines = ds.collect().unwrap();
         assert_eq!(lines, expected, "split size {split}");
@@ -52,12 +56,20 @@ fn gzip_plain_globs_and_urls() {
     lines.sort();
     assert_eq!(lines, vec!["a1", "a2", "b1", "b2", "b3"]);
     // A directory: every file except hidden ones.
-    assert_eq!(ctx.text_file(dir.path().to_str().unwrap()).unwrap().count().unwrap(), 6);
+    assert_eq!(
+        ctx.text_file(dir.path().to_str().unwrap())
+            .unwrap()
+            .count()
+            .unwrap(),
+        6
+    );
     // A file:// URL.
     let url = format!("file://{}/b.log", dir.path().display());
     assert_eq!(ctx.text_file(&url).unwrap().count().unwrap(), 3);
     // An empty file is an empty dataset.
-    let empty = ctx.text_file(dir.path().join("empty.log").to_str().unwrap()).unwrap();
+    let empty = ctx
+        .text_file(dir.path().join("empty.log").to_str().unwrap())
+        .unwrap();
     assert_eq!(empty.count().unwrap(), 0);
 }
 
@@ -79,14 +91,19 @@ fn corrupt_gzip_names_the_file() {
     let mut bytes = Vec::new();
     {
         let mut gz = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::fast());
-        gz.write_all("hello world\n".repeat(1000).as_bytes()).unwrap();
+        gz.write_all("hello world\n".repeat(1000).as_bytes())
+            .unwrap();
         gz.finish().unwrap();
     }
     let mid = bytes.len() / 2;
     bytes[mid..mid + 20].fill(0xAB);
     std::fs::write(&path, &bytes).unwrap();
     let ctx = ctx();
-    let err = ctx.text_file(path.to_str().unwrap()).unwrap().count().unwrap_err();
+    let err = ctx
+        .text_file(path.to_str().unwrap())
+        .unwrap()
+        .count()
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("broken.gz"), "{msg}");
     assert!(msg.contains("gzip"), "{msg}");
@@ -98,7 +115,11 @@ fn non_utf8_lines_are_replaced_and_counted() {
     let path = dir.path().join("latin1.txt");
     std::fs::write(&path, b"caf\xe9\nok\n\xff\xfe\n").unwrap();
     let ctx = ctx();
-    let lines = ctx.text_file(path.to_str().unwrap()).unwrap().collect().unwrap();
+    let lines = ctx
+        .text_file(path.to_str().unwrap())
+        .unwrap()
+        .collect()
+        .unwrap();
     assert_eq!(lines, vec!["caf\u{FFFD}", "ok", "\u{FFFD}\u{FFFD}"]);
     assert_eq!(ctx.last_job().invalid_utf8_lines, 2);
 }

@@ -3,6 +3,7 @@
 //!
 //! `cloudfront_baseline FROM TO INPUT...` (dates as yyyy-mm-dd)
 
+use riffle::sql::cloudfront::Date;
 use std::collections::HashMap;
 use std::io::BufRead;
 
@@ -12,8 +13,12 @@ const REGEX: &str = r"^([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let from = args.next().unwrap_or_else(|| "2014-07-05".into());
-    let to = args.next().unwrap_or_else(|| "2014-08-05".into());
+    let date = |s: Option<String>, default: &str| {
+        let s = s.unwrap_or_else(|| default.into());
+        Date::parse(&s).ok_or_else(|| anyhow::anyhow!("bad date {s}"))
+    };
+    let from = date(args.next(), "2014-07-05")?;
+    let to = date(args.next(), "2014-08-05")?;
     let re = regex::Regex::new(REGEX)?;
     let mut counts: HashMap<String, u64> = HashMap::new();
     for path in riffle_benches::input_files(args)? {
@@ -25,9 +30,8 @@ fn main() -> anyhow::Result<()> {
             let Some(caps) = re.captures(&line) else {
                 continue;
             };
-            // Dates are yyyy-mm-dd, so string order is date order.
-            let date = &caps[1];
-            if date.len() == 10 && *date >= *from.as_str() && *date <= *to.as_str() {
+            // A date that does not convert is NULL and never in range.
+            if Date::parse(&caps[1]).is_some_and(|d| from <= d && d <= to) {
                 *counts.entry(caps[11].to_string()).or_insert(0) += 1;
             }
         }

@@ -18,27 +18,47 @@ impl<T: Data> Dataset<T> {
             .into_iter()
             .map(|out| {
                 let bytes = result_bytes(out)?;
-                state::<R>(&bytes).map_err(|e| DriverError::Internal(format!("decoding a task result: {e}")))
+                state::<R>(&bytes)
+                    .map_err(|e| DriverError::Internal(format!("decoding a task result: {e}")))
             })
             .collect()
     }
 
     /// All elements, in partition order.
     pub fn collect(&self) -> Result<Vec<T>, DriverError> {
-        let op = FnRef::new(ops::collect_factory::<T>, encode_state(&None::<u64>).map_err(plan)?, "collect");
-        Ok(self.run_result::<Vec<T>>(op)?.into_iter().flatten().collect())
+        let op = FnRef::new(
+            ops::collect_factory::<T>,
+            encode_state(&None::<u64>).map_err(plan)?,
+            "collect",
+        );
+        Ok(self
+            .run_result::<Vec<T>>(op)?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// The number of elements.
     pub fn count(&self) -> Result<u64, DriverError> {
-        Ok(self.run_result::<u64>(stateless(ops::count_factory::<T>, "count"))?.into_iter().sum())
+        Ok(self
+            .run_result::<u64>(stateless(ops::count_factory::<T>, "count"))?
+            .into_iter()
+            .sum())
     }
 
     /// The first `n` elements, in partition order.
     pub fn take(&self, n: usize) -> Result<Vec<T>, DriverError> {
         let limit = Some(n as u64);
-        let op = FnRef::new(ops::collect_factory::<T>, encode_state(&limit).map_err(plan)?, "take");
-        let mut all: Vec<T> = self.run_result::<Vec<T>>(op)?.into_iter().flatten().collect();
+        let op = FnRef::new(
+            ops::collect_factory::<T>,
+            encode_state(&limit).map_err(plan)?,
+            "take",
+        );
+        let mut all: Vec<T> = self
+            .run_result::<Vec<T>>(op)?
+            .into_iter()
+            .flatten()
+            .collect();
         all.truncate(n);
         Ok(all)
     }
@@ -67,20 +87,32 @@ impl<T: Data> Dataset<T> {
 
     /// Combines all elements with `f` (associative and commutative); `None`
     /// for an empty dataset.
-    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, f: F) -> Result<Option<T>, DriverError> {
+    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Result<Option<T>, DriverError> {
         ops::assert_zst::<F>();
-        let partials = self.run_result::<Option<T>>(stateless(ops::reduce_factory::<T, F>, "reduce"))?;
+        let partials =
+            self.run_result::<Option<T>>(stateless(ops::reduce_factory::<T, F>, "reduce"))?;
         Ok(partials.into_iter().flatten().reduce(f))
     }
 
     /// Folds all elements with `f` starting from `zero` in every partition
     /// and once more at the driver (so `zero` must be neutral for `f`).
-    pub fn fold<F: Fn(T, T) -> T + Send + Sync + 'static>(&self, zero: T, f: F) -> Result<T, DriverError>
+    pub fn fold<F: Fn(T, T) -> T + Send + Sync + 'static>(
+        &self,
+        zero: T,
+        f: F,
+    ) -> Result<T, DriverError>
     where
         T: Clone,
     {
         ops::assert_zst::<F>();
-        let op = FnRef::new(ops::fold_factory::<T, F>, encode_state(&zero).map_err(plan)?, "fold");
+        let op = FnRef::new(
+            ops::fold_factory::<T, F>,
+            encode_state(&zero).map_err(plan)?,
+            "fold",
+        );
         Ok(self.run_result::<T>(op)?.into_iter().fold(zero, f))
     }
 
@@ -108,9 +140,13 @@ impl<T: Data> Dataset<T> {
             message: e.message,
         })?;
         if let Ok(path) = url.to_file_path()
-            && path.read_dir().is_ok_and(|mut entries| entries.next().is_some())
+            && path
+                .read_dir()
+                .is_ok_and(|mut entries| entries.next().is_some())
         {
-            return Err(DriverError::OutputExists { dir: dir.to_string() });
+            return Err(DriverError::OutputExists {
+                dir: dir.to_string(),
+            });
         }
         let sink = FinalSink::SaveText {
             op: stateless(ops::text_factory::<T>, "save_as_text_file"),

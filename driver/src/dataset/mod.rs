@@ -90,6 +90,11 @@ pub(crate) struct ShuffleDep {
     pub(crate) writer: WriterSpec,
 }
 
+/// Builds a range writer from key samples, a partition count and the
+/// direction.
+pub(crate) type MakeRangeWriter =
+    fn(Vec<Vec<u8>>, usize, bool) -> Result<FnRef, riffle_planner::PipelineError>;
+
 /// The map-side writer of a shuffle.
 pub(crate) enum WriterSpec {
     /// Known when the dataset was built.
@@ -100,7 +105,7 @@ pub(crate) enum WriterSpec {
         /// The `ResultOp` sampling the parent's keys.
         sampler: FnRef,
         /// Turns the per-partition samples into the writer.
-        make: fn(Vec<Vec<u8>>, usize, bool) -> Result<FnRef, riffle_planner::PipelineError>,
+        make: MakeRangeWriter,
         ascending: bool,
     },
 }
@@ -133,10 +138,16 @@ impl<T: Data> Dataset<T> {
         self.node.partitions
     }
 
+    /// Prints the stage DAG an action on this dataset would run (see
+    /// [`Dataset::to_debug_string`]) to stdout.
+    pub fn explain(&self) {
+        print!("{}", self.to_debug_string());
+    }
+
     /// A description of the stage DAG an action on this dataset would run:
     /// stages, their partitions, the shuffle boundaries and the narrow
     /// operators fused into each stage (like Spark's `toDebugString`).
-    pub fn explain(&self) -> String {
+    pub fn to_debug_string(&self) -> String {
         let mut out = String::new();
         let mut next_stage = 0;
         explain_stage(&self.node, "result", 0, &mut next_stage, &mut out);
@@ -175,7 +186,9 @@ fn explain_stage(node: &Arc<Node>, sink: &str, depth: usize, next: &mut usize, o
 fn fuse<'a>(node: &'a Arc<Node>, chain: &mut Vec<String>, deps: &mut Vec<&'a ShuffleDep>) {
     match &node.kind {
         NodeKind::Parallelize { .. } | NodeKind::TextFile { .. } | NodeKind::Invalid { .. } => {}
-        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => fuse(parent, chain, deps),
+        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => {
+            fuse(parent, chain, deps)
+        }
         NodeKind::Union { parents } => {
             let mut branches = Vec::new();
             for p in parents {

@@ -8,7 +8,11 @@ use riffle_planner::pipeline::BoxIter;
 
 impl<T: Data> Dataset<T> {
     /// A narrow node applying `op` (or recording why it could not be built).
-    pub(crate) fn narrow<U: Data>(&self, label: &str, op: Result<FnRef, riffle_planner::PipelineError>) -> Dataset<U> {
+    pub(crate) fn narrow<U: Data>(
+        &self,
+        label: &str,
+        op: Result<FnRef, riffle_planner::PipelineError>,
+    ) -> Dataset<U> {
         let kind = match op {
             Ok(op) => NodeKind::Narrow {
                 op,
@@ -29,7 +33,10 @@ impl<T: Data> Dataset<T> {
     }
 
     fn with_state<S: Data, U: Data>(&self, label: &str, factory: Factory, state: &S) -> Dataset<U> {
-        self.narrow(label, encode_state(state).map(|bytes| FnRef::new(factory, bytes, label)))
+        self.narrow(
+            label,
+            encode_state(state).map(|bytes| FnRef::new(factory, bytes, label)),
+        )
     }
 
     /// Applies `f` to every element. `f` must capture nothing; see
@@ -44,7 +51,10 @@ impl<T: Data> Dataset<T> {
     pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
         assert_zst::<F>();
         let _ = f;
-        self.narrow("filter", Ok(stateless(ops::filter_factory::<T, F>, "filter")))
+        self.narrow(
+            "filter",
+            Ok(stateless(ops::filter_factory::<T, F>, "filter")),
+        )
     }
 
     /// Replaces every element by the elements `f` returns for it.
@@ -57,7 +67,10 @@ impl<T: Data> Dataset<T> {
     {
         assert_zst::<F>();
         let _ = f;
-        self.narrow("flat_map", Ok(stateless(ops::flat_map_factory::<T, U, I, F>, "flat_map")))
+        self.narrow(
+            "flat_map",
+            Ok(stateless(ops::flat_map_factory::<T, U, I, F>, "flat_map")),
+        )
     }
 
     /// Transforms each partition as a whole, through an iterator.
@@ -71,7 +84,10 @@ impl<T: Data> Dataset<T> {
         let _ = f;
         self.narrow(
             "map_partitions",
-            Ok(stateless(ops::map_partitions_factory::<T, U, I, F>, "map_partitions")),
+            Ok(stateless(
+                ops::map_partitions_factory::<T, U, I, F>,
+                "map_partitions",
+            )),
         )
     }
 
@@ -95,14 +111,22 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Like [`Dataset::map`], with explicit state shipped to every task.
-    pub fn map_with<S: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(&self, state: S, f: F) -> Dataset<U> {
+    pub fn map_with<S: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(
+        &self,
+        state: S,
+        f: F,
+    ) -> Dataset<U> {
         assert_zst::<F>();
         let _ = f;
         self.with_state("map_with", ops::map_with_factory::<S, T, U, F>, &state)
     }
 
     /// Like [`Dataset::filter`], with explicit state.
-    pub fn filter_with<S: Data, F: Fn(&S, &T) -> bool + Send + Sync + 'static>(&self, state: S, f: F) -> Dataset<T> {
+    pub fn filter_with<S: Data, F: Fn(&S, &T) -> bool + Send + Sync + 'static>(
+        &self,
+        state: S,
+        f: F,
+    ) -> Dataset<T> {
         assert_zst::<F>();
         let _ = f;
         self.with_state("filter_with", ops::filter_with_factory::<S, T, F>, &state)
@@ -119,14 +143,21 @@ impl<T: Data> Dataset<T> {
     {
         assert_zst::<F>();
         let _ = f;
-        self.with_state("flat_map_with", ops::flat_map_with_factory::<S, T, U, I, F>, &state)
+        self.with_state(
+            "flat_map_with",
+            ops::flat_map_with_factory::<S, T, U, I, F>,
+            &state,
+        )
     }
 
     /// Pairs every element with the key `f` computes for it.
     pub fn key_by<K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
         assert_zst::<F>();
         let _ = f;
-        self.narrow("key_by", Ok(stateless(ops::key_by_factory::<T, K, F>, "key_by")))
+        self.narrow(
+            "key_by",
+            Ok(stateless(ops::key_by_factory::<T, K, F>, "key_by")),
+        )
     }
 
     /// The elements of this dataset followed by those of `other`; the
@@ -149,7 +180,9 @@ impl<T: Data> Dataset<T> {
     pub fn coalesce(&self, partitions: usize) -> Dataset<T> {
         let parent = self.node.partitions;
         let n = partitions.clamp(1, parent.max(1));
-        let groups = (0..n).map(|i| (i * parent / n)..((i + 1) * parent / n)).collect();
+        let groups = (0..n)
+            .map(|i| (i * parent / n)..((i + 1) * parent / n))
+            .collect();
         Dataset::from_node(
             self.ctx.clone(),
             Node {

@@ -10,8 +10,8 @@ use riffle_planner::PipelineError;
 use riffle_planner::codec::{RecordBuffer, decode_array, decode_record, encode_into};
 use riffle_planner::function::{FnRef, conjure_zst};
 use riffle_planner::pipeline::{
-    BatchIter, BoxIter, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp, SourceOp,
-    TaskContext,
+    BatchIter, BoxIter, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp,
+    SourceOp, TaskContext,
 };
 use rustc_hash::FxHashMap;
 use std::any::Any;
@@ -21,6 +21,12 @@ use std::sync::Arc;
 
 use super::Data;
 use arrow_array::BinaryArray;
+
+/// Marks the types an operator works on, without owning any.
+pub(crate) type Types<T> = PhantomData<fn() -> T>;
+
+/// A result operator's function.
+type FinishFn<T> = Box<dyn Fn(BoxIter<T>) -> Result<Vec<u8>, PipelineError> + Send + Sync>;
 
 /// What every factory returns.
 pub(crate) type Built = Result<Box<dyn Any + Send + Sync>, PipelineError>;
@@ -58,21 +64,27 @@ struct IterOp<T, U> {
 
 impl<T: 'static, U: 'static> NarrowOp for IterOp<T, U> {
     fn apply(&self, input: Partition, _ctx: &TaskContext) -> Result<Partition, PipelineError> {
-        Ok(Partition::new((self.f)(input.into_iter::<T>()?)))
+        Ok(Partition::new((self.f)(input.into_typed::<T>()?)))
     }
 }
 
 /// Wraps an iterator transformation as a built narrow operator.
-pub(crate) fn narrow<T: Data, U: Data>(f: impl Fn(BoxIter<T>) -> BoxIter<U> + Send + Sync + 'static) -> Built {
+pub(crate) fn narrow<T: Data, U: Data>(
+    f: impl Fn(BoxIter<T>) -> BoxIter<U> + Send + Sync + 'static,
+) -> Built {
     let op: Box<dyn NarrowOp> = Box::new(IterOp { f: Box::new(f) });
     Ok(Box::new(op))
 }
 
-pub(crate) fn map_factory<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static>(_: &[u8]) -> Built {
+pub(crate) fn map_factory<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static>(
+    _: &[u8],
+) -> Built {
     narrow::<T, U>(|it| Box::new(it.map(conjure_zst::<F>())))
 }
 
-pub(crate) fn filter_factory<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static>(_: &[u8]) -> Built {
+pub(crate) fn filter_factory<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static>(
+    _: &[u8],
+) -> Built {
     narrow::<T, T>(|it| Box::new(it.filter(conjure_zst::<F>())))
 }
 
@@ -97,7 +109,12 @@ where
     narrow::<T, U>(|it| Box::new(conjure_zst::<F>()(it)))
 }
 
-pub(crate) fn map_with_factory<S: Data, T: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(
+pub(crate) fn map_with_factory<
+    S: Data,
+    T: Data,
+    U: Data,
+    F: Fn(&S, T) -> U + Send + Sync + 'static,
+>(
     bytes: &[u8],
 ) -> Built {
     let s: Arc<S> = Arc::new(state(bytes)?);
@@ -108,7 +125,11 @@ pub(crate) fn map_with_factory<S: Data, T: Data, U: Data, F: Fn(&S, T) -> U + Se
     })
 }
 
-pub(crate) fn filter_with_factory<S: Data, T: Data, F: Fn(&S, &T) -> bool + Send + Sync + 'static>(
+pub(crate) fn filter_with_factory<
+    S: Data,
+    T: Data,
+    F: Fn(&S, &T) -> bool + Send + Sync + 'static,
+>(
     bytes: &[u8],
 ) -> Built {
     let s: Arc<S> = Arc::new(state(bytes)?);
@@ -136,14 +157,21 @@ where
     })
 }
 
-pub(crate) fn key_by_factory<T: Data, K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(_: &[u8]) -> Built {
+pub(crate) fn key_by_factory<T: Data, K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(
+    _: &[u8],
+) -> Built {
     narrow::<T, (K, T)>(|it| {
         let f = conjure_zst::<F>();
         Box::new(it.map(move |x| (f(&x), x)))
     })
 }
 
-pub(crate) fn map_values_factory<K: Data, V: Data, U: Data, F: Fn(V) -> U + Send + Sync + 'static>(
+pub(crate) fn map_values_factory<
+    K: Data,
+    V: Data,
+    U: Data,
+    F: Fn(V) -> U + Send + Sync + 'static,
+>(
     _: &[u8],
 ) -> Built {
     narrow::<(K, V), (K, U)>(|it| {
@@ -165,13 +193,13 @@ pub(crate) fn values_factory<K: Data, V: Data>(_: &[u8]) -> Built {
     narrow::<(K, V), V>(|it| Box::new(it.map(|(_, v)| v)))
 }
 
-struct Concat<T>(PhantomData<fn() -> T>);
+struct Concat<T>(Types<T>);
 
 impl<T: Data> ConcatOp for Concat<T> {
     fn concat(&self, inputs: Vec<Partition>) -> Result<Partition, PipelineError> {
         let iters = inputs
             .into_iter()
-            .map(Partition::into_iter::<T>)
+            .map(Partition::into_typed::<T>)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Partition::new::<T>(Box::new(iters.into_iter().flatten())))
     }
@@ -184,7 +212,7 @@ pub(crate) fn concat_factory<T: Data>(_: &[u8]) -> Built {
 
 // ---------------------------------------------------------------- sources
 
-struct VecSource<T>(PhantomData<fn() -> T>);
+struct VecSource<T>(Types<T>);
 
 impl<T: Data> SourceOp for VecSource<T> {
     fn open(&self, data: &[u8], _ctx: &TaskContext) -> Result<Partition, PipelineError> {
@@ -219,12 +247,17 @@ fn finish(mut buffers: Vec<RecordBuffer>) -> Vec<BinaryArray> {
 }
 
 /// Hash-partitions `(K, V)` records without combining.
-struct HashWriter<K, V>(PhantomData<fn() -> (K, V)>);
+struct HashWriter<K, V>(Types<(K, V)>);
 
 impl<K: Data + Hash, V: Data> ShuffleWriteOp for HashWriter<K, V> {
-    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+    fn write(
+        &self,
+        input: Partition,
+        partitions: usize,
+        _: &TaskContext,
+    ) -> Result<Vec<BinaryArray>, PipelineError> {
         let mut out = buffers(partitions);
-        for record in input.into_iter::<(K, V)>()? {
+        for record in input.into_typed::<(K, V)>()? {
             out[hash_partition(&record.0, partitions)].push(&record)?;
         }
         Ok(finish(out))
@@ -239,14 +272,19 @@ pub(crate) fn hash_writer_factory<K: Data + Hash, V: Data>(_: &[u8]) -> Built {
 /// Spreads records round-robin (`repartition`), starting at a position
 /// derived from the first record so that small map outputs do not all land
 /// in partition 0.
-struct RoundRobinWriter<T>(PhantomData<fn() -> T>);
+struct RoundRobinWriter<T>(Types<T>);
 
 impl<T: Data> ShuffleWriteOp for RoundRobinWriter<T> {
-    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+    fn write(
+        &self,
+        input: Partition,
+        partitions: usize,
+        _: &TaskContext,
+    ) -> Result<Vec<BinaryArray>, PipelineError> {
         let mut out = buffers(partitions);
         let mut next: Option<usize> = None;
         let mut scratch = Vec::new();
-        for record in input.into_iter::<T>()? {
+        for record in input.into_typed::<T>()? {
             let p = *next.get_or_insert_with(|| {
                 scratch.clear();
                 let _ = encode_into(&record, &mut scratch);
@@ -329,7 +367,7 @@ impl<V, F: Fn(V, V) -> V + Send + Sync + 'static> MakeCombiner<V, V> for MakeRed
 }
 
 /// The `aggregate_by_key` combiner for closure types `S` and `C`, zero in state.
-pub(crate) struct MakeAggregate<U, S, C>(PhantomData<(fn() -> U, S, C)>);
+pub(crate) struct MakeAggregate<U, S, C>(Types<(U, S, C)>);
 
 impl<V, U, S, C> MakeCombiner<V, U> for MakeAggregate<U, S, C>
 where
@@ -350,7 +388,7 @@ where
 /// Map-side combining: one hash table per map task, then hash-partitioned.
 struct CombineWriter<K, V, C, M> {
     combiner: M,
-    _types: PhantomData<fn() -> (K, V, C)>,
+    _types: Types<(K, V, C)>,
 }
 
 impl<K, V, C, M> ShuffleWriteOp for CombineWriter<K, V, C, M>
@@ -360,9 +398,16 @@ where
     C: Data,
     M: Combiner<V, C>,
 {
-    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
-        let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
-        for (k, v) in input.into_iter::<(K, V)>()? {
+    fn write(
+        &self,
+        input: Partition,
+        partitions: usize,
+        _: &TaskContext,
+    ) -> Result<Vec<BinaryArray>, PipelineError> {
+        let mut out = buffers(partitions);
+        let mut table: FxHashMap<K, Option<C>> =
+            FxHashMap::with_capacity_and_hasher(COMBINE_TABLE_ENTRIES, Default::default());
+        for (k, v) in input.into_typed::<(K, V)>()? {
             match table.entry(k) {
                 std::collections::hash_map::Entry::Occupied(mut e) => {
                     let slot = e.get_mut();
@@ -372,18 +417,36 @@ where
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(Some(self.combiner.create(v)));
+                    if table.len() >= COMBINE_TABLE_ENTRIES {
+                        flush(&mut table, &mut out, partitions)?;
+                    }
                 }
             }
         }
-        let mut out = buffers(partitions);
-        for (k, c) in table {
-            if let Some(c) = c {
-                let p = hash_partition(&k, partitions);
-                out[p].push(&(k, c))?;
-            }
-        }
+        flush(&mut table, &mut out, partitions)?;
         Ok(finish(out))
     }
+}
+
+/// Entries of the map-side combining table before it is flushed. A table
+/// that stays in the CPU caches makes every lookup cheap; frequent keys
+/// still combine well (they are emitted once per flush), and keys that are
+/// rare (most keys of a high-cardinality data set) would not have combined
+/// anyway. The reduce side merges whatever the flushes emit.
+const COMBINE_TABLE_ENTRIES: usize = 1 << 16;
+
+fn flush<K: Data + Hash, C: Data>(
+    table: &mut FxHashMap<K, Option<C>>,
+    out: &mut [RecordBuffer],
+    partitions: usize,
+) -> Result<(), PipelineError> {
+    for (k, c) in table.drain() {
+        if let Some(c) = c {
+            let p = hash_partition(&k, partitions);
+            out[p].push(&(k, c))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn combine_writer_factory<K, V, C, M>(bytes: &[u8]) -> Built
@@ -405,15 +468,27 @@ where
 struct RangeWriter<K, V> {
     bounds: Vec<K>,
     ascending: bool,
-    _types: PhantomData<fn() -> V>,
+    _types: Types<V>,
 }
 
 impl<K: Data + Ord, V: Data> ShuffleWriteOp for RangeWriter<K, V> {
-    fn write(&self, input: Partition, partitions: usize, _: &TaskContext) -> Result<Vec<BinaryArray>, PipelineError> {
+    fn write(
+        &self,
+        input: Partition,
+        partitions: usize,
+        _: &TaskContext,
+    ) -> Result<Vec<BinaryArray>, PipelineError> {
         let mut out = buffers(partitions);
-        for record in input.into_iter::<(K, V)>()? {
-            let p = self.bounds.partition_point(|b| *b < record.0).min(partitions - 1);
-            let p = if self.ascending { p } else { partitions - 1 - p };
+        for record in input.into_typed::<(K, V)>()? {
+            let p = self
+                .bounds
+                .partition_point(|b| *b < record.0)
+                .min(partitions - 1);
+            let p = if self.ascending {
+                p
+            } else {
+                partitions - 1 - p
+            };
             out[p].push(&record)?;
         }
         Ok(finish(out))
@@ -455,16 +530,25 @@ pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter
 fn single_input(mut inputs: Vec<BatchIter>) -> Result<BatchIter, PipelineError> {
     match (inputs.pop(), inputs.is_empty()) {
         (Some(input), true) => Ok(input),
-        _ => Err(PipelineError::Internal("expected exactly one shuffle input".into())),
+        _ => Err(PipelineError::Internal(
+            "expected exactly one shuffle input".into(),
+        )),
     }
 }
 
 /// Passes records through (`repartition`).
-struct PassReducer<T>(PhantomData<fn() -> T>);
+struct PassReducer<T>(Types<T>);
 
 impl<T: Data> ReduceOp for PassReducer<T> {
-    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
-        Ok(Partition::new::<T>(records::<T>(single_input(inputs)?, ctx)))
+    fn reduce(
+        &self,
+        inputs: Vec<BatchIter>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
+        Ok(Partition::new::<T>(records::<T>(
+            single_input(inputs)?,
+            ctx,
+        )))
     }
 }
 
@@ -476,7 +560,7 @@ pub(crate) fn pass_reducer_factory<T: Data>(_: &[u8]) -> Built {
 /// Merges pre-combined values per key.
 struct CombineReducer<K, C, M> {
     combiner: M,
-    _types: PhantomData<fn() -> (K, C)>,
+    _types: Types<(K, C)>,
 }
 
 impl<K, C, M> CombineReducer<K, C, M>
@@ -508,7 +592,7 @@ where
 
 struct CombineReduceOp<K, V, C, M> {
     inner: CombineReducer<K, C, M>,
-    _v: PhantomData<fn() -> V>,
+    _v: Types<V>,
 }
 
 impl<K, V, C, M> ReduceOp for CombineReduceOp<K, V, C, M>
@@ -518,8 +602,14 @@ where
     C: Data,
     M: Combiner<V, C>,
 {
-    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
-        let table = self.inner.merge_all::<V>(records::<(K, C)>(single_input(inputs)?, ctx));
+    fn reduce(
+        &self,
+        inputs: Vec<BatchIter>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
+        let table = self
+            .inner
+            .merge_all::<V>(records::<(K, C)>(single_input(inputs)?, ctx));
         Ok(Partition::new::<(K, C)>(Box::new(
             table.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
         )))
@@ -544,10 +634,14 @@ where
 }
 
 /// Groups all values of a key (`group_by_key`).
-struct GroupReducer<K, V>(PhantomData<fn() -> (K, V)>);
+struct GroupReducer<K, V>(Types<(K, V)>);
 
 impl<K: Data + Hash + Eq, V: Data> ReduceOp for GroupReducer<K, V> {
-    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+    fn reduce(
+        &self,
+        inputs: Vec<BatchIter>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
         let mut table: FxHashMap<K, Vec<V>> = FxHashMap::default();
         for (k, v) in records::<(K, V)>(single_input(inputs)?, ctx) {
             table.entry(k).or_default().push(v);
@@ -563,7 +657,7 @@ pub(crate) fn group_reducer_factory<K: Data + Hash + Eq, V: Data>(_: &[u8]) -> B
 
 /// Joins two hash-partitioned inputs: the right side is buffered per key,
 /// the left side streams. `OUTER` keeps left records without a match.
-struct JoinReducer<K, V, W, const OUTER: bool>(PhantomData<fn() -> (K, V, W)>);
+struct JoinReducer<K, V, W, const OUTER: bool>(Types<(K, V, W)>);
 
 impl<K, V, W, const OUTER: bool> ReduceOp for JoinReducer<K, V, W, OUTER>
 where
@@ -571,10 +665,18 @@ where
     V: Data + Clone,
     W: Data + Clone,
 {
-    fn reduce(&self, mut inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+    fn reduce(
+        &self,
+        mut inputs: Vec<BatchIter>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
         let (right, left) = match (inputs.pop(), inputs.pop(), inputs.is_empty()) {
             (Some(r), Some(l), true) => (r, l),
-            _ => return Err(PipelineError::Internal("a join expects two shuffle inputs".into())),
+            _ => {
+                return Err(PipelineError::Internal(
+                    "a join expects two shuffle inputs".into(),
+                ));
+            }
         };
         let mut table: FxHashMap<K, Vec<W>> = FxHashMap::default();
         for (k, w) in records::<(K, W)>(right, ctx) {
@@ -584,7 +686,10 @@ where
         if OUTER {
             let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, Option<W>))> {
                 match table.get(&k) {
-                    Some(ws) => ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))).collect(),
+                    Some(ws) => ws
+                        .iter()
+                        .map(|w| (k.clone(), (v.clone(), Some(w.clone()))))
+                        .collect(),
                     None => vec![(k, (v, None))],
                 }
             });
@@ -592,7 +697,10 @@ where
         } else {
             let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, W))> {
                 match table.get(&k) {
-                    Some(ws) => ws.iter().map(|w| (k.clone(), (v.clone(), w.clone()))).collect(),
+                    Some(ws) => ws
+                        .iter()
+                        .map(|w| (k.clone(), (v.clone(), w.clone())))
+                        .collect(),
                     None => Vec::new(),
                 }
             });
@@ -615,11 +723,15 @@ where
 /// of arrival).
 struct SortReducer<K, V> {
     ascending: bool,
-    _types: PhantomData<fn() -> (K, V)>,
+    _types: Types<(K, V)>,
 }
 
 impl<K: Data + Ord, V: Data> ReduceOp for SortReducer<K, V> {
-    fn reduce(&self, inputs: Vec<BatchIter>, ctx: &TaskContext) -> Result<Partition, PipelineError> {
+    fn reduce(
+        &self,
+        inputs: Vec<BatchIter>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
         let mut all: Vec<(K, V)> = records::<(K, V)>(single_input(inputs)?, ctx).collect();
         if self.ascending {
             all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -643,12 +755,12 @@ pub(crate) fn sort_reducer_factory<K: Data + Ord, V: Data>(bytes: &[u8]) -> Buil
 
 /// A result operator as a function from the partition's iterator to bytes.
 struct ResultFn<T> {
-    f: Box<dyn Fn(BoxIter<T>) -> Result<Vec<u8>, PipelineError> + Send + Sync>,
+    f: FinishFn<T>,
 }
 
 impl<T: 'static> ResultOp for ResultFn<T> {
     fn finish(&self, input: Partition, _ctx: &TaskContext) -> Result<Vec<u8>, PipelineError> {
-        (self.f)(input.into_iter::<T>()?)
+        (self.f)(input.into_typed::<T>()?)
     }
 }
 
@@ -678,7 +790,9 @@ pub(crate) fn reduce_factory<T: Data, F: Fn(T, T) -> T + Send + Sync + 'static>(
     result::<T>(|it| encode_state(&it.reduce(conjure_zst::<F>())))
 }
 
-pub(crate) fn fold_factory<T: Data + Clone, F: Fn(T, T) -> T + Send + Sync + 'static>(bytes: &[u8]) -> Built {
+pub(crate) fn fold_factory<T: Data + Clone, F: Fn(T, T) -> T + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Built {
     let zero: T = state(bytes)?;
     result::<T>(move |it| encode_state(&it.fold(zero.clone(), conjure_zst::<F>())))
 }

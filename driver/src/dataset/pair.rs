@@ -47,7 +47,10 @@ impl<T: Data> Dataset<T> {
             stateless(ops::pass_reducer_factory::<T>, "repartition"),
             vec![(
                 self.node.clone(),
-                WriterSpec::Ready(stateless(ops::round_robin_writer_factory::<T>, "round robin")),
+                WriterSpec::Ready(stateless(
+                    ops::round_robin_writer_factory::<T>,
+                    "round robin",
+                )),
             )],
             partitions,
         )
@@ -59,7 +62,10 @@ impl<T: Data> Dataset<T> {
     where
         T: Hash + Eq,
     {
-        let pairs: Dataset<(T, ())> = self.narrow("distinct", Ok(stateless(ops::pair_unit_factory::<T>, "distinct")));
+        let pairs: Dataset<(T, ())> = self.narrow(
+            "distinct",
+            Ok(stateless(ops::pair_unit_factory::<T>, "distinct")),
+        );
         pairs.reduce_by_key(|a: (), _b: ()| a).keys()
     }
 
@@ -78,10 +84,19 @@ impl<T: Data> Dataset<T> {
 
 impl<K: Data, V: Data> Dataset<(K, V)> {
     /// Applies `f` to every value, keeping the keys.
-    pub fn map_values<U: Data, F: Fn(V) -> U + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, U)> {
+    pub fn map_values<U: Data, F: Fn(V) -> U + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Dataset<(K, U)> {
         assert_zst::<F>();
         let _ = f;
-        self.narrow("map_values", Ok(stateless(ops::map_values_factory::<K, V, U, F>, "map_values")))
+        self.narrow(
+            "map_values",
+            Ok(stateless(
+                ops::map_values_factory::<K, V, U, F>,
+                "map_values",
+            )),
+        )
     }
 
     /// The keys.
@@ -91,7 +106,10 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
 
     /// The values.
     pub fn values(&self) -> Dataset<V> {
-        self.narrow("values", Ok(stateless(ops::values_factory::<K, V>, "values")))
+        self.narrow(
+            "values",
+            Ok(stateless(ops::values_factory::<K, V>, "values")),
+        )
     }
 
     /// Merges the values of each key with `f`, which must be associative and
@@ -105,7 +123,10 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
         type M<F> = ops::MakeReduce<F>;
         self.shuffled(
             "reduce_by_key",
-            stateless(ops::combine_reducer_factory::<K, V, V, M<F>>, "reduce_by_key merge"),
+            stateless(
+                ops::combine_reducer_factory::<K, V, V, M<F>>,
+                "reduce_by_key merge",
+            ),
             vec![(
                 self.node.clone(),
                 WriterSpec::Ready(stateless(
@@ -174,13 +195,21 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
             stateless(ops::group_reducer_factory::<K, V>, "group_by_key"),
             vec![(
                 self.node.clone(),
-                WriterSpec::Ready(stateless(ops::hash_writer_factory::<K, V>, "hash partition")),
+                WriterSpec::Ready(stateless(
+                    ops::hash_writer_factory::<K, V>,
+                    "hash partition",
+                )),
             )],
             self.node.partitions,
         )
     }
 
-    fn join_with<W: Data, U: Data>(&self, other: &Dataset<(K, W)>, label: &str, reducer: riffle_planner::function::Factory) -> Dataset<U>
+    fn join_with<W: Data, U: Data>(
+        &self,
+        other: &Dataset<(K, W)>,
+        label: &str,
+        reducer: riffle_planner::function::Factory,
+    ) -> Dataset<U>
     where
         K: Hash + Eq,
     {
@@ -190,11 +219,17 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
             vec![
                 (
                     self.node.clone(),
-                    WriterSpec::Ready(stateless(ops::hash_writer_factory::<K, V>, "hash partition")),
+                    WriterSpec::Ready(stateless(
+                        ops::hash_writer_factory::<K, V>,
+                        "hash partition",
+                    )),
                 ),
                 (
                     other.node.clone(),
-                    WriterSpec::Ready(stateless(ops::hash_writer_factory::<K, W>, "hash partition")),
+                    WriterSpec::Ready(stateless(
+                        ops::hash_writer_factory::<K, W>,
+                        "hash partition",
+                    )),
                 ),
             ],
             self.node.partitions.max(other.node.partitions),
@@ -212,12 +247,19 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
 
     /// Left outer join: every left record, with `None` where no right record
     /// has its key.
-    pub fn left_outer_join<W: Data + Clone>(&self, other: &Dataset<(K, W)>) -> Dataset<(K, (V, Option<W>))>
+    pub fn left_outer_join<W: Data + Clone>(
+        &self,
+        other: &Dataset<(K, W)>,
+    ) -> Dataset<(K, (V, Option<W>))>
     where
         K: Hash + Eq + Clone,
         V: Clone,
     {
-        self.join_with(other, "left_outer_join", ops::join_reducer_factory::<K, V, W, true>)
+        self.join_with(
+            other,
+            "left_outer_join",
+            ops::join_reducer_factory::<K, V, W, true>,
+        )
     }
 
     /// Sorts by key, globally (range partitioning from a sample of the keys,
@@ -227,7 +269,8 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
         K: Ord + Clone,
     {
         let partitions = self.node.partitions.max(1);
-        let per_partition = (SAMPLES_PER_PARTITION * partitions as u64).div_ceil(self.node.partitions.max(1) as u64);
+        let per_partition = (SAMPLES_PER_PARTITION * partitions as u64)
+            .div_ceil(self.node.partitions.max(1) as u64);
         let sampler = match encode_state(&per_partition) {
             Ok(state) => FnRef::new(ops::sample_factory::<K, V>, state, "sample keys"),
             Err(e) => return self.narrow("sort_by_key", Err(e)),
@@ -278,10 +321,15 @@ fn range_writer_from_samples<K: Data + Ord + Clone, V: Data>(
         if bounds.len() + 1 >= partitions {
             break;
         }
-        if cumulative >= step * (bounds.len() + 1) as f64 && bounds.last().is_none_or(|b| *b < key) {
+        if cumulative >= step * (bounds.len() + 1) as f64 && bounds.last().is_none_or(|b| *b < key)
+        {
             bounds.push(key);
         }
     }
     let state = encode_state(&RangeBounds { bounds, ascending })?;
-    Ok(FnRef::new(ops::range_writer_factory::<K, V>, state, "range partition"))
+    Ok(FnRef::new(
+        ops::range_writer_factory::<K, V>,
+        state,
+        "range partition",
+    ))
 }
