@@ -16,14 +16,17 @@
 //!
 //! Architecture invariant: `cpu.rs` is the only place rayon meets tokio.
 
+pub mod build_id;
 pub mod cpu;
+pub mod rpc;
 pub mod runner;
 pub mod shuffle_input;
 pub mod text;
+pub mod worker;
 
 use riffle_planner::PipelineError;
 use riffle_planner::ids::{ExecutorId, JobId, StageId};
-use riffle_planner::task::{StageSpec, TaskSpec, decode, encode};
+use riffle_planner::task::{StageSpec, TaskSpec, TaskStatus, decode, encode};
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
 use runner::StageRuntime;
@@ -138,6 +141,19 @@ impl Executor {
 
     /// Runs one encoded task and returns its encoded status.
     pub async fn launch(&self, task: &[u8]) -> Result<Vec<u8>, ExecutorError> {
+        let status = self.run(task).await?;
+        encode(&status).map_err(ExecutorError::BadMessage)
+    }
+
+    /// Whether a stage is registered here.
+    pub fn has_stage(&self, job: JobId, stage: StageId) -> bool {
+        self.stages
+            .lock()
+            .is_ok_and(|stages| stages.contains_key(&(job, stage)))
+    }
+
+    /// Runs one encoded task and returns its status.
+    pub async fn run(&self, task: &[u8]) -> Result<TaskStatus, ExecutorError> {
         let task: TaskSpec = decode(task).map_err(ExecutorError::BadMessage)?;
         let key = (task.id.job, task.id.stage);
         let stage = self
@@ -149,7 +165,6 @@ impl Executor {
                 job: key.0,
                 stage: key.1,
             })?;
-        let status = runner::run_task(&self.env, stage, task).await;
-        encode(&status).map_err(ExecutorError::BadMessage)
+        Ok(runner::run_task(&self.env, stage, task).await)
     }
 }

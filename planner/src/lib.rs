@@ -25,6 +25,7 @@ pub mod error;
 pub mod function;
 pub mod ids;
 pub mod pipeline;
+pub mod proto;
 pub mod task;
 
 pub use error::PipelineError;

@@ -1,0 +1,391 @@
+//! The executor process role: register with a driver, serve
+//! `ExecutorService`, heartbeat, and report task statuses.
+//!
+//! ```text
+//!   driver ──LaunchTasks──► ExecutorServer ──spawn──► Executor::run (rayon)
+//!      ▲                                                    │ status
+//!      └──────ReportTaskStatus (batched) ◄── reporter ◄─────┘
+//!      └──────Heartbeat (own tokio task, every interval)
+//! ```
+//!
+//! Shutdown: the process stops when the driver says `Shutdown`, when a
+//! heartbeat answer says the driver does not know it, when the driver has
+//! been unreachable for the heartbeat timeout, or (for children of a
+//! `local-cluster` driver) when its stdin closes because the driver exited.
+
+use crate::rpc::v1::driver_service_client::DriverServiceClient;
+use crate::rpc::v1::executor_service_server::{ExecutorService, ExecutorServiceServer};
+use crate::rpc::{Auth, ClientAuth, check_bind};
+use crate::{Executor, build_id};
+use riffle_planner::ids::{ExecutorId, JobId, StageId};
+use riffle_planner::proto::{PROTOCOL_VERSION, v1};
+use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskOutput, TaskStatus};
+use riffle_shuffle::ShuffleStore;
+use riffle_shuffle::stores::ObjectStores;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// How an executor process is started (CLI flags or `RIFFLE_*` variables).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The driver's URL, `http://HOST:PORT`.
+    pub driver: String,
+    /// Task slots (default: one per core).
+    pub cores: usize,
+    /// Address to listen on (default `127.0.0.1:0`).
+    pub bind: SocketAddr,
+    /// Address the driver should call back on, if not the bound one (a
+    /// wildcard bind needs this).
+    pub advertise: Option<String>,
+    /// Shuffle store URL overriding the one the driver announces.
+    pub shuffle_store: Option<String>,
+    /// Shared secret (`RIFFLE_SECRET`).
+    pub secret: Option<String>,
+    /// Exit when stdin reaches end of file (set for `local-cluster` children).
+    pub exit_on_stdin_eof: bool,
+}
+
+/// Why an executor process could not run.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    /// The driver could not be reached.
+    #[error("cannot reach the driver at {driver}: {message}")]
+    Connect {
+        /// The driver URL.
+        driver: String,
+        /// The cause.
+        message: String,
+    },
+    /// The driver refused the registration.
+    #[error("the driver refused this executor: {0}")]
+    Refused(String),
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        message: String,
+    },
+    /// Any other start-up failure.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// A client of the driver's service, with the secret attached.
+pub type DriverClient = DriverServiceClient<tonic::service::interceptor::InterceptedService<Channel, ClientAuth>>;
+
+/// Connects a client to `url`, with the secret and message limit applied.
+pub fn driver_client(url: &str, auth: &Auth, max_message_bytes: usize) -> Result<DriverClient, WorkerError> {
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| WorkerError::Connect {
+        driver: url.to_string(),
+        message: e.to_string(),
+    })?;
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(DriverServiceClient::with_interceptor(channel, auth.client())
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes))
+}
+
+/// Runs an executor process until it is told to stop or loses its driver.
+pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
+    let auth = Auth::new(config.secret.clone());
+    check_bind(&config.bind, &auth).map_err(WorkerError::Start)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| WorkerError::Bind {
+            addr: config.bind.to_string(),
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| WorkerError::Start(e.to_string()))?;
+    let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+
+    let mut client = driver_client(&config.driver, &auth, crate::rpc::DEFAULT_MAX_MESSAGE_BYTES)?;
+    let registration = register(&mut client, &config, &address).await?;
+    let id = ExecutorId(registration.executor_id);
+    let max_message = registration.max_message_bytes as usize;
+    let client = client
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    let stores = ObjectStores::default();
+    let shuffle_url = config.shuffle_store.clone().unwrap_or(registration.shuffle_store);
+    let url = ObjectStores::to_url(&shuffle_url).map_err(|e| WorkerError::Start(e.to_string()))?;
+    let (store, prefix) = stores.resolve(&url).map_err(|e| WorkerError::Start(e.to_string()))?;
+    let executor = Executor::new(
+        id,
+        config.cores,
+        tokio::runtime::Handle::current(),
+        stores,
+        ShuffleStore::new(store, prefix),
+    )
+    .map_err(|e| WorkerError::Start(e.to_string()))?;
+    tracing::info!(%id, %address, driver = %config.driver, cores = config.cores, "executor registered");
+
+    let shutdown = Arc::new(Notify::new());
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let service = Worker {
+        executor: Arc::new(executor),
+        statuses: status_tx,
+        running: Arc::new(Mutex::new(HashMap::new())),
+        shutdown: shutdown.clone(),
+        max_message,
+    };
+    let running = service.running.clone();
+    let interval = Duration::from_millis(u64::from(registration.heartbeat_interval_ms.max(50)));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(report_statuses(client.clone(), id, status_rx));
+    tasks.spawn(heartbeat(client, id, running, interval, shutdown.clone()));
+    if config.exit_on_stdin_eof {
+        let shutdown = shutdown.clone();
+        // A blocking read on its own thread: EOF means the parent driver is gone.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            shutdown.notify_one();
+        });
+    }
+    let server = ExecutorServiceServer::with_interceptor(service, auth.server());
+    let incoming = tokio_stream_from(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(server)
+        .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })
+        .await
+        .map_err(|e| WorkerError::Start(e.to_string()))?;
+    tasks.abort_all();
+    tracing::info!(%id, "executor stopped");
+    Ok(())
+}
+
+/// Accepted connections of `listener`, as the stream tonic serves.
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let conn = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((conn, listener))
+    })
+}
+
+async fn register(
+    client: &mut DriverClient,
+    config: &WorkerConfig,
+    address: &str,
+) -> Result<v1::RegisterExecutorResponse, WorkerError> {
+    let request = v1::RegisterExecutorRequest {
+        protocol_version: PROTOCOL_VERSION,
+        build_id: build_id::build_id().to_string(),
+        address: address.to_string(),
+        cores: config.cores as u32,
+        memory_bytes: 0,
+        host: std::env::var("HOSTNAME").unwrap_or_default(),
+    };
+    // The driver may still be starting: retry a connection failure for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.register_executor(request.clone()).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(WorkerError::Connect {
+                    driver: config.driver.clone(),
+                    message: status.message().to_string(),
+                });
+            }
+            Err(status) => return Err(WorkerError::Refused(status.message().to_string())),
+        }
+    }
+}
+
+/// Sends finished statuses to the driver, batching whatever is ready.
+async fn report_statuses(mut client: DriverClient, id: ExecutorId, mut rx: mpsc::UnboundedReceiver<TaskStatus>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![v1::TaskStatus::from(&first)];
+        while let Ok(next) = rx.try_recv() {
+            batch.push(v1::TaskStatus::from(&next));
+        }
+        let request = v1::ReportTaskStatusRequest {
+            executor_id: id.0,
+            statuses: batch,
+        };
+        for attempt in 0..5u64 {
+            match client.report_task_status(request.clone()).await {
+                Ok(_) => break,
+                Err(status) => {
+                    tracing::warn!(%id, attempt, error = %status, "reporting task statuses failed");
+                    tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                }
+            }
+        }
+    }
+}
+
+/// Heartbeats on a tokio task of its own, so CPU-heavy tasks (on rayon)
+/// cannot delay it. Stops the process when the driver is gone.
+async fn heartbeat(
+    mut client: DriverClient,
+    id: ExecutorId,
+    running: Arc<Mutex<HashMap<v1::TaskKey, Instant>>>,
+    interval: Duration,
+    shutdown: Arc<Notify>,
+) {
+    // The driver declares an executor lost after missing heartbeats for a
+    // few seconds; an executor gives up on its driver after the same time.
+    let give_up = interval * 10;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(interval).await;
+        let tasks: Vec<v1::RunningTask> = running
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|(task, started)| v1::RunningTask {
+                        task: Some(*task),
+                        elapsed_micros: started.elapsed().as_micros() as u64,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = v1::HeartbeatRequest {
+            executor_id: id.0,
+            running: tasks,
+        };
+        match client.heartbeat(request).await {
+            Ok(response) if response.get_ref().known => last_ok = Instant::now(),
+            Ok(_) => {
+                tracing::warn!(%id, "the driver no longer knows this executor; stopping");
+                shutdown.notify_one();
+                return;
+            }
+            Err(status) if last_ok.elapsed() > give_up => {
+                tracing::warn!(%id, error = %status, "driver unreachable; stopping");
+                shutdown.notify_one();
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The `ExecutorService` implementation.
+struct Worker {
+    executor: Arc<Executor>,
+    statuses: mpsc::UnboundedSender<TaskStatus>,
+    /// Tasks running now, for heartbeats.
+    running: Arc<Mutex<HashMap<v1::TaskKey, Instant>>>,
+    shutdown: Arc<Notify>,
+    max_message: usize,
+}
+
+#[tonic::async_trait]
+impl ExecutorService for Worker {
+    async fn launch_tasks(
+        &self,
+        request: Request<v1::LaunchTasksRequest>,
+    ) -> Result<Response<v1::LaunchTasksResponse>, Status> {
+        let request = request.into_inner();
+        for stage in &request.stages {
+            self.executor
+                .register_stage(&stage.spec)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        // Validate every task before starting any, so a bad message changes nothing.
+        for task in &request.tasks {
+            let key = task.task.ok_or_else(|| Status::invalid_argument("task definition without a task key"))?;
+            if !self.executor.has_stage(JobId(key.job), StageId(key.stage)) {
+                return Err(Status::failed_precondition(format!(
+                    "stage job-{}/stage-{} is not registered on this executor",
+                    key.job, key.stage
+                )));
+            }
+        }
+        for task in request.tasks {
+            let Some(key) = task.task else { continue };
+            let executor = self.executor.clone();
+            let statuses = self.statuses.clone();
+            let running = self.running.clone();
+            let limit = self.max_message;
+            if let Ok(mut r) = running.lock() {
+                r.insert(key, Instant::now());
+            }
+            tokio::spawn(async move {
+                let status = match executor.run(&task.spec).await {
+                    Ok(status) => enforce_limit(status, limit),
+                    Err(e) => TaskStatus {
+                        id: key.into(),
+                        executor: executor.id(),
+                        result: Err(TaskFailure {
+                            kind: FailureKind::Internal,
+                            message: e.to_string(),
+                        }),
+                        metrics: TaskMetrics::default(),
+                    },
+                };
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&key);
+                }
+                let _ = statuses.send(status);
+            });
+        }
+        Ok(Response::new(v1::LaunchTasksResponse {}))
+    }
+
+    async fn cancel_tasks(
+        &self,
+        _request: Request<v1::CancelTasksRequest>,
+    ) -> Result<Response<v1::CancelTasksResponse>, Status> {
+        // Attempts are idempotent and attempt-scoped: a cancelled attempt
+        // may run to completion, and the driver ignores its status.
+        Ok(Response::new(v1::CancelTasksResponse {}))
+    }
+
+    async fn remove_job(
+        &self,
+        request: Request<v1::RemoveJobRequest>,
+    ) -> Result<Response<v1::RemoveJobResponse>, Status> {
+        self.executor.remove_job(JobId(request.into_inner().job));
+        Ok(Response::new(v1::RemoveJobResponse {}))
+    }
+
+    async fn shutdown(&self, _request: Request<v1::ShutdownRequest>) -> Result<Response<v1::ShutdownResponse>, Status> {
+        self.shutdown.notify_one();
+        Ok(Response::new(v1::ShutdownResponse {}))
+    }
+}
+
+/// Turns a result too large for one message into a failure that says so.
+fn enforce_limit(status: TaskStatus, limit: usize) -> TaskStatus {
+    // Leave room for the rest of the status message.
+    let budget = limit.saturating_sub(64 << 10);
+    match &status.result {
+        Ok(TaskOutput::Result(bytes)) if bytes.len() > budget => TaskStatus {
+            result: Err(TaskFailure {
+                kind: FailureKind::User,
+                message: format!(
+                    "the result of {} is {} bytes, more than fits in one message: {}; write large results with save_as_text_file",
+                    status.id,
+                    bytes.len(),
+                    crate::rpc::message_limit_hint(limit)
+                ),
+            }),
+            ..status
+        },
+        _ => status,
+    }
+}
