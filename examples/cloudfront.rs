@@ -62,6 +62,9 @@ enum Tally {
 static PARSER: LazyLock<CloudFrontParser> = LazyLock::new(CloudFrontParser::new);
 
 fn main() -> std::process::ExitCode {
+    // Become an executor when started as one (local-cluster, cluster).
+    riffle::init();
+    riffle::init_logging();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -35,6 +35,9 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // Become an executor when started as one (local-cluster, cluster).
+    riffle::init();
+    riffle::init_logging();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

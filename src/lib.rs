@@ -20,7 +20,43 @@
 
 pub mod datagen;
 
-pub use riffle_driver::{Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary};
+/// Call first thing in `main` of every job binary. In a process started as
+/// an executor (`--executor --driver URL`, or `RIFFLE_ROLE=executor`, as
+/// `local-cluster` children are) it runs the executor and exits; otherwise
+/// it returns at once and the program goes on as the driver. Shipped
+/// closures run only in executors of the same binary.
+pub fn init() {
+    let config = match riffle_executor::worker::WorkerConfig::from_process() {
+        Ok(None) => return,
+        Ok(Some(config)) => config,
+        Err(e) => {
+            eprintln!("riffle executor: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging();
+    match riffle_executor::worker::run_blocking(config) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("riffle executor: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RIFFLE_LOG` (default `warn`), once.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RIFFLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub use riffle_driver::{
+    Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary, Master,
+};
 pub use riffle_sql as sql;
 
 /// Everything a job needs: `use riffle::prelude::*;`.

@@ -23,6 +23,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an executor that registers with a driver (for SQL-only work; a
+    /// job binary runs its own executors with `--executor --driver URL`).
+    Executor {
+        /// The driver's URL, http://HOST:PORT.
+        #[arg(long)]
+        driver: String,
+        /// Task slots (default: one per core).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Shuffle store URL, overriding the one the driver announces.
+        #[arg(long)]
+        shuffle_store: Option<String>,
+        /// Address to listen on for the driver's calls.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: String,
+        /// URL the driver should call back on (needed with a wildcard bind).
+        #[arg(long)]
+        advertise: Option<String>,
+    },
     /// Generate data sets.
     Gen {
         #[command(subcommand)]
@@ -53,13 +72,8 @@ enum Gen {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RIFFLE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    riffle::init();
+    riffle::init_logging();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,6 +85,30 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Executor {
+            driver,
+            cores,
+            shuffle_store,
+            bind,
+            advertise,
+        } => {
+            let mut args = vec!["--driver".to_string(), driver, "--bind".into(), bind];
+            if let Some(c) = cores {
+                args.extend(["--cores".to_string(), c.to_string()]);
+            }
+            if let Some(s) = shuffle_store {
+                args.extend(["--shuffle-store".to_string(), s]);
+            }
+            if let Some(a) = advertise {
+                args.extend(["--advertise".to_string(), a]);
+            }
+            let config = riffle_executor::worker::WorkerConfig::parse(&args, |name| {
+                std::env::var(name).ok().filter(|v| !v.is_empty())
+            })
+            .map_err(anyhow::Error::msg)?;
+            riffle_executor::worker::run_blocking(config)?;
+            Ok(())
+        }
         Command::Gen {
             what:
                 Gen::Cloudfront {

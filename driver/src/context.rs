@@ -1,17 +1,22 @@
 //! The `Context`: configuration, embedded executors, and dataset sources.
 
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::dataset::ops::{encode_state, vec_source_factory};
 use crate::dataset::{Data, Dataset, Node, NodeKind};
 use crate::error::DriverError;
+use crate::executors::Backend;
+use crate::launch::{Children, Master, random_secret, serve, wait_for_executors};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use riffle_executor::Executor;
+use riffle_executor::rpc::{Auth, check_bind};
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{ExecutorId, ShuffleId};
 use riffle_planner::task::{Compression, FileSplit};
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +32,20 @@ pub struct Config {
     pub max_attempts: u32,
     /// Shuffle store URL; `None` for a fresh temporary local directory.
     pub shuffle_store: Option<String>,
+    /// Executors a `cluster` driver waits for before running jobs.
+    pub min_executors: usize,
+    /// How long to wait for executors (at start-up, and when none is left
+    /// during a job) before failing.
+    pub executor_wait: Duration,
+    /// Shared secret of driver and executors (`RIFFLE_SECRET`).
+    pub secret: Option<String>,
+    /// The message-size limit of every gRPC channel
+    /// (`RIFFLE_MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
+    /// Interval of executor heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Heartbeat silence after which an executor is declared lost.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for Config {
@@ -36,66 +55,112 @@ impl Default for Config {
             split_size: 64 << 20,
             max_attempts: 4,
             shuffle_store: None,
+            min_executors: 1,
+            executor_wait: Duration::from_secs(60),
+            secret: None,
+            max_message_bytes: riffle_executor::rpc::DEFAULT_MAX_MESSAGE_BYTES,
+            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl Config {
-    /// The number of embedded slots a master string asks for.
-    pub fn embedded_slots(master: &str) -> Result<usize, DriverError> {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        match master {
-            "local" | "local[*]" => Ok(cores),
-            m => m
-                .strip_prefix("local[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    DriverError::Config(format!(
-                        "unknown master {m:?}: expected `local`, `local[*]` or `local[N]` with N > 0"
-                    ))
-                }),
+    /// Defaults overridden by `RIFFLE_*` environment variables:
+    /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SECRET`,
+    /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_MAX_MESSAGE_BYTES`.
+    pub fn from_env() -> Result<Config, DriverError> {
+        let mut config = Config::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let number = |name: &str, value: String| {
+            value
+                .parse::<usize>()
+                .map_err(|_| DriverError::Config(format!("{name}={value:?} is not a number")))
+        };
+        if let Some(v) = var("RIFFLE_MASTER") {
+            config.master = v;
         }
+        config.shuffle_store = var("RIFFLE_SHUFFLE_STORE");
+        config.secret = var("RIFFLE_SECRET");
+        if let Some(v) = var("RIFFLE_MIN_EXECUTORS") {
+            config.min_executors = number("RIFFLE_MIN_EXECUTORS", v)?;
+        }
+        if let Some(v) = var("RIFFLE_MAX_MESSAGE_BYTES") {
+            config.max_message_bytes = number("RIFFLE_MAX_MESSAGE_BYTES", v)?;
+        }
+        Ok(config)
     }
 }
 
-/// Builds a [`Context`].
-#[derive(Debug, Default)]
+/// Builds a [`Context`], starting from [`Config::from_env`].
+#[derive(Debug)]
 pub struct ContextBuilder {
-    config: Config,
+    config: Result<Config, DriverError>,
 }
 
 impl ContextBuilder {
-    /// Sets the master string (`local`, `local[N]`).
-    pub fn master(mut self, master: impl Into<String>) -> Self {
-        self.config.master = master.into();
+    fn set(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        if let Ok(config) = &mut self.config {
+            f(config);
+        }
         self
+    }
+
+    /// Sets how many executors a `cluster` driver waits for.
+    pub fn min_executors(self, n: usize) -> Self {
+        self.set(|c| c.min_executors = n)
+    }
+
+    /// Sets how long to wait for executors.
+    pub fn executor_wait(self, wait: Duration) -> Self {
+        self.set(|c| c.executor_wait = wait)
+    }
+
+    /// Sets the shared secret.
+    pub fn secret(self, secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        self.set(|c| c.secret = Some(secret))
+    }
+
+    /// Sets the message-size limit of every channel.
+    pub fn max_message_bytes(self, bytes: usize) -> Self {
+        self.set(|c| c.max_message_bytes = bytes)
+    }
+
+    /// Sets the heartbeat interval and the silence after which an executor
+    /// is declared lost.
+    pub fn heartbeats(self, interval: Duration, timeout: Duration) -> Self {
+        self.set(|c| {
+            c.heartbeat_interval = interval;
+            c.heartbeat_timeout = timeout;
+        })
+    }
+    /// Sets the master string (`local`, `local[N]`).
+    pub fn master(self, master: impl Into<String>) -> Self {
+        let master = master.into();
+        self.set(|c| c.master = master)
     }
 
     /// Sets the largest byte range of a text file one task reads.
-    pub fn split_size(mut self, bytes: u64) -> Self {
-        self.config.split_size = bytes.max(1);
-        self
+    pub fn split_size(self, bytes: u64) -> Self {
+        self.set(|c| c.split_size = bytes.max(1))
     }
 
     /// Sets the attempts per task.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.config.max_attempts = attempts.max(1);
-        self
+    pub fn max_attempts(self, attempts: u32) -> Self {
+        self.set(|c| c.max_attempts = attempts.max(1))
     }
 
     /// Sets the shuffle store URL (`file:///dir`, `memory:///`).
-    pub fn shuffle_store(mut self, url: impl Into<String>) -> Self {
-        self.config.shuffle_store = Some(url.into());
-        self
+    pub fn shuffle_store(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.set(|c| c.shuffle_store = Some(url))
     }
 
-    /// Starts the context.
+    /// Starts the context (and, for cluster masters, the driver service and
+    /// the executors).
     pub fn build(self) -> Result<Context, DriverError> {
-        Context::with_config(self.config)
+        Context::with_config(self.config?)
     }
 }
 
@@ -127,7 +192,13 @@ pub struct Context {
 pub(crate) struct ContextInner {
     pub(crate) config: Config,
     pub(crate) runtime: tokio::runtime::Runtime,
-    pub(crate) executors: Vec<Arc<Executor>>,
+    pub(crate) backend: Backend,
+    /// The driver service's URL (cluster masters).
+    driver_url: Option<String>,
+    /// Stops the driver service when dropped.
+    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Executor processes of a `local-cluster` master.
+    children: Option<Children>,
     pub(crate) stores: ObjectStores,
     pub(crate) shuffle: ShuffleStore,
     /// A temporary shuffle directory this context created and removes.
@@ -139,6 +210,12 @@ pub(crate) struct ContextInner {
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
+        if let Backend::Cluster(cluster) = &self.backend {
+            // Executors of this application stop with it.
+            self.runtime.block_on(cluster.shutdown_all());
+        }
+        self.stop_server.take();
+        self.children.take();
         if let Some(dir) = &self.temp_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -158,11 +235,13 @@ impl Context {
 
     /// A builder for all settings.
     pub fn builder() -> ContextBuilder {
-        ContextBuilder::default()
+        ContextBuilder {
+            config: Config::from_env(),
+        }
     }
 
     fn with_config(config: Config) -> Result<Context, DriverError> {
-        let slots = Config::embedded_slots(&config.master)?;
+        let master = Master::parse(&config.master)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("riffle-io")
@@ -191,27 +270,96 @@ impl Context {
             .resolve(&url)
             .map_err(|e| DriverError::Config(e.to_string()))?;
         let shuffle = ShuffleStore::new(store, prefix);
-        let executor = Executor::new(
-            ExecutorId(0),
-            slots,
-            runtime.handle().clone(),
-            stores.clone(),
-            shuffle.clone(),
-        )
-        .map_err(|e| DriverError::Config(e.to_string()))?;
+        let mut inner = ContextInner {
+            backend: Backend::Embedded(Arc::new(
+                Executor::new(
+                    ExecutorId(0),
+                    1,
+                    runtime.handle().clone(),
+                    stores.clone(),
+                    shuffle.clone(),
+                )
+                .map_err(|e| DriverError::Config(e.to_string()))?,
+            )),
+            driver_url: None,
+            stop_server: None,
+            children: None,
+            config,
+            runtime,
+            stores,
+            shuffle,
+            temp_dir,
+            next_job: AtomicU32::new(0),
+            next_shuffle: AtomicU32::new(0),
+            last_job: Mutex::new(JobSummary::default()),
+        };
+        match master {
+            Master::Embedded { slots } => {
+                let executor = Executor::new(
+                    ExecutorId(0),
+                    slots,
+                    inner.runtime.handle().clone(),
+                    inner.stores.clone(),
+                    inner.shuffle.clone(),
+                )
+                .map_err(|e| DriverError::Config(e.to_string()))?;
+                inner.backend = Backend::Embedded(Arc::new(executor));
+            }
+            Master::LocalCluster { executors, cores } => {
+                let secret = inner.config.secret.clone().unwrap_or_else(random_secret);
+                let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+                let cluster = inner.start_cluster(bind, url.to_string(), Some(secret.clone()))?;
+                let driver_url = inner.driver_url.clone().unwrap_or_default();
+                let mut children = Children::spawn(executors, cores, &driver_url, &secret)?;
+                let waited = wait_for_executors(
+                    &inner.runtime,
+                    &cluster,
+                    executors,
+                    inner.config.executor_wait,
+                    Some(&mut children),
+                    "the local-cluster executors did not start",
+                );
+                inner.children = Some(children);
+                waited?;
+            }
+            Master::Cluster { bind } => {
+                let secret = inner.config.secret.clone();
+                let cluster = inner.start_cluster(bind, url.to_string(), secret)?;
+                let driver_url = inner.driver_url.clone().unwrap_or_default();
+                let hint = format!(
+                    "start executors with `<this program> --executor --driver {driver_url}` \
+                     (or `riffle executor --driver {driver_url}` for SQL-only work)"
+                );
+                tracing::info!("driver listening on {driver_url}; {hint}");
+                wait_for_executors(
+                    &inner.runtime,
+                    &cluster,
+                    inner.config.min_executors,
+                    inner.config.executor_wait,
+                    None,
+                    &hint,
+                )?;
+            }
+        }
         Ok(Context {
-            inner: Arc::new(ContextInner {
-                config,
-                runtime,
-                executors: vec![Arc::new(executor)],
-                stores,
-                shuffle,
-                temp_dir,
-                next_job: AtomicU32::new(0),
-                next_shuffle: AtomicU32::new(0),
-                last_job: Mutex::new(JobSummary::default()),
-            }),
+            inner: Arc::new(inner),
         })
+    }
+
+    /// The driver service's URL, for cluster masters
+    /// (`http://127.0.0.1:PORT`).
+    pub fn driver_url(&self) -> Option<&str> {
+        self.inner.driver_url.as_deref()
+    }
+
+    /// Ids and slots of the executors registered now.
+    pub fn executors(&self) -> Vec<(ExecutorId, usize)> {
+        self.inner
+            .backend
+            .executors()
+            .iter()
+            .map(|e| (e.id(), e.slots()))
+            .collect()
     }
 
     /// The context's configuration.
@@ -221,7 +369,12 @@ impl Context {
 
     /// Total task slots over all executors.
     pub fn slots(&self) -> usize {
-        self.inner.executors.iter().map(|e| e.slots()).sum()
+        self.inner
+            .backend
+            .executors()
+            .iter()
+            .map(|e| e.slots())
+            .sum()
     }
 
     /// The summary of the last job run.
@@ -407,3 +560,36 @@ impl Context {
 }
 
 static CONTEXTS: AtomicU32 = AtomicU32::new(0);
+
+impl ContextInner {
+    /// Listens on `bind`, serves the driver service and switches the
+    /// backend to the cluster.
+    fn start_cluster(
+        &mut self,
+        bind: SocketAddr,
+        shuffle_url: String,
+        secret: Option<String>,
+    ) -> Result<Arc<Cluster>, DriverError> {
+        let auth = Auth::new(secret);
+        check_bind(&bind, &auth).map_err(DriverError::Config)?;
+        let listener = self
+            .runtime
+            .block_on(tokio::net::TcpListener::bind(bind))
+            .map_err(|e| DriverError::Config(format!("cannot listen on {bind}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| DriverError::Config(e.to_string()))?;
+        let cluster = Cluster::new(ClusterSettings {
+            build_id: riffle_executor::build_id::build_id().to_string(),
+            shuffle_store: shuffle_url,
+            heartbeat_interval: self.config.heartbeat_interval,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+            max_message_bytes: self.config.max_message_bytes,
+            auth,
+        });
+        self.stop_server = Some(serve(&self.runtime, cluster.clone(), listener));
+        self.driver_url = Some(format!("http://{local}"));
+        self.backend = Backend::Cluster(cluster.clone());
+        Ok(cluster)
+    }
+}

@@ -48,6 +48,18 @@ pub enum DriverError {
         /// The cause.
         message: String,
     },
+    /// No executor registered in time.
+    #[error("{registered} of {wanted} executors registered after waiting {waited:?}; {hint}")]
+    NoExecutors {
+        /// How long the driver waited.
+        waited: std::time::Duration,
+        /// Executors registered.
+        registered: usize,
+        /// Executors needed.
+        wanted: usize,
+        /// How to start one.
+        hint: String,
+    },
     /// A bad configuration value (master string, option).
     #[error("configuration: {0}")]
     Config(String),

@@ -16,11 +16,15 @@
 //!
 //! Architecture invariant: only this crate knows about the cluster as a whole.
 
+mod cluster;
 pub mod context;
 pub mod dataset;
 pub mod error;
+mod executors;
+pub mod launch;
 mod scheduler;
 
 pub use context::{Config, Context, ContextBuilder, JobSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
+pub use launch::Master;

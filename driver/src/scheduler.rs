@@ -10,15 +10,15 @@
 use crate::context::{Context, JobSummary};
 use crate::dataset::{Node, NodeKind, WriterSpec};
 use crate::error::DriverError;
+use crate::executors::StageMessage;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use object_store::ObjectStoreExt;
-use riffle_executor::Executor;
 use riffle_planner::function::FnRef;
-use riffle_planner::ids::{JobId, ShuffleId, StageId, TaskId};
+use riffle_planner::ids::{ExecutorId, JobId, ShuffleId, StageId, TaskId};
 use riffle_planner::task::{
     BlockLocation, MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec,
-    TaskOutput, TaskSpec, TaskStatus, decode, encode,
+    TaskOutput, TaskSpec, TaskStatus, encode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -190,67 +190,105 @@ impl Job<'_> {
         self.run_tasks(spec, plans).await
     }
 
-    /// Runs one task per plan on the executors, retrying failures.
+    /// Runs one task per plan on the executors, retrying failures. New
+    /// executors get tasks as soon as they register; with no executor left,
+    /// the stage waits for one up to the configured grace period.
     async fn run_tasks(
         &mut self,
         spec: StageSpec,
         plans: Vec<PartitionPlan>,
     ) -> Result<Vec<TaskOutput>, DriverError> {
         let stage = spec.stage;
-        let bytes = encode(&spec).map_err(|e| DriverError::Plan(e.to_string()))?;
-        let executors = &self.ctx.inner.executors;
-        for executor in executors {
-            executor
-                .register_stage(&bytes)
-                .map_err(|e| DriverError::Plan(format!("{stage}: {e}")))?;
-        }
+        let message = StageMessage {
+            job: spec.job,
+            stage,
+            bytes: Arc::new(encode(&spec).map_err(|e| DriverError::Plan(e.to_string()))?),
+        };
+        let message = &message;
+        let backend = &self.ctx.inner.backend;
+        let config = &self.ctx.inner.config;
+        let mut changes = backend.subscribe();
         let mut queue: VecDeque<(u32, u32)> = (0..plans.len() as u32).map(|p| (p, 0)).collect();
         let mut outputs: Vec<Option<TaskOutput>> = vec![None; plans.len()];
-        let mut running = vec![0usize; executors.len()];
+        let mut running: HashMap<ExecutorId, usize> = HashMap::new();
         let mut in_flight = FuturesUnordered::new();
-        let max_attempts = self.ctx.inner.config.max_attempts;
+        let mut idle_since: Option<Instant> = None;
         while !queue.is_empty() || !in_flight.is_empty() {
+            let executors = backend.executors();
             // Fill every free slot, preferring the least loaded executor.
             while let Some(&(partition, attempt)) = queue.front() {
-                let Some(e) = (0..executors.len())
-                    .filter(|&e| running[e] < executors[e].slots())
-                    .min_by_key(|&e| running[e])
+                let Some(executor) = executors
+                    .iter()
+                    .filter(|e| running.get(&e.id()).copied().unwrap_or(0) < e.slots())
+                    .min_by_key(|e| running.get(&e.id()).copied().unwrap_or(0))
+                    .cloned()
                 else {
                     break;
                 };
                 queue.pop_front();
+                let id = TaskId {
+                    job: self.id,
+                    stage,
+                    partition,
+                    attempt,
+                };
                 let task = TaskSpec {
-                    id: TaskId {
-                        job: self.id,
-                        stage,
-                        partition,
-                        attempt,
-                    },
+                    id,
                     plan: plans[partition as usize].clone(),
                 };
                 let bytes = encode(&task).map_err(|e| DriverError::Plan(e.to_string()))?;
-                running[e] += 1;
-                let executor: Arc<Executor> = executors[e].clone();
-                in_flight.push(async move { (e, executor.launch(&bytes).await) });
+                *running.entry(executor.id()).or_default() += 1;
+                in_flight.push(async move {
+                    let status = backend.launch(&executor, message, id, bytes).await;
+                    (executor.id(), status)
+                });
             }
-            let Some((e, reply)) = in_flight.next().await else {
-                break;
+            if in_flight.is_empty() {
+                // Nothing can run: no executor is left. Wait for one to
+                // register, for a grace period, then fail with a hint.
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                let left = config.executor_wait.saturating_sub(since.elapsed());
+                let registered = changes
+                    .as_mut()
+                    .map(|rx| tokio::time::timeout(left, rx.changed()));
+                match registered {
+                    Some(wait) if !left.is_zero() => {
+                        let _ = wait.await;
+                        continue;
+                    }
+                    _ => {
+                        return Err(DriverError::NoExecutors {
+                            waited: config.executor_wait,
+                            registered: 0,
+                            wanted: 1,
+                            hint: format!(
+                                "{stage} of {} cannot run; start an executor with `<this program> --executor --driver {}`",
+                                self.id,
+                                self.ctx.driver_url().unwrap_or("URL")
+                            ),
+                        });
+                    }
+                }
+            }
+            idle_since = None;
+            let next = tokio::select! {
+                next = in_flight.next() => next,
+                // A membership change may bring free slots: fill them.
+                _ = membership_changed(&mut changes) => continue,
             };
-            running[e] -= 1;
-            let status: TaskStatus = reply
-                .map_err(|err| {
-                    DriverError::Internal(format!("{stage}: executor refused a task: {err}"))
-                })
-                .and_then(|bytes| {
-                    decode(&bytes).map_err(|err| DriverError::Internal(err.to_string()))
-                })?;
+            let Some((executor, status)) = next else {
+                continue;
+            };
+            if let Some(n) = running.get_mut(&executor) {
+                *n = n.saturating_sub(1);
+            }
             self.record(&status);
             let TaskId {
                 partition, attempt, ..
             } = status.id;
             match status.result {
                 Ok(output) => outputs[partition as usize] = Some(output),
-                Err(failure) if failure.kind.retryable() && attempt + 1 < max_attempts => {
+                Err(failure) if failure.kind.retryable() && attempt + 1 < config.max_attempts => {
                     tracing::warn!(%stage, partition, attempt, cause = %failure.message, "task failed; retrying");
                     queue.push_back((partition, attempt + 1));
                 }
@@ -299,9 +337,7 @@ impl Job<'_> {
         if let Err(e) = self.ctx.inner.shuffle.delete_outputs(&paths).await {
             tracing::warn!(job = %self.id, error = %e, "could not delete shuffle output");
         }
-        for executor in &self.ctx.inner.executors {
-            executor.remove_job(self.id);
-        }
+        self.ctx.inner.backend.remove_job(self.id).await;
     }
 
     /// Moves each partition's file from `_temporary` to `part-NNNNN`, then
@@ -372,6 +408,16 @@ impl Job<'_> {
                 message: e.to_string(),
             })
     }
+}
+
+/// Resolves when the membership changes; never, without membership.
+async fn membership_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = changes
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// The bytes of a result task.

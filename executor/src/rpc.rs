@@ -51,7 +51,10 @@ impl Auth {
     /// A server-side interceptor refusing calls without the secret.
     pub fn server(&self) -> ServerAuth {
         ServerAuth {
-            expected: self.secret.as_ref().map(|s| format!("Bearer {s}").into_bytes()),
+            expected: self
+                .secret
+                .as_ref()
+                .map(|s| format!("Bearer {s}").into_bytes()),
         }
     }
 }
@@ -90,7 +93,9 @@ impl Interceptor for ServerAuth {
         if constant_time_eq(given, expected) {
             Ok(request)
         } else {
-            Err(Status::unauthenticated("missing or wrong shared secret (RIFFLE_SECRET)"))
+            Err(Status::unauthenticated(
+                "missing or wrong shared secret (RIFFLE_SECRET)",
+            ))
         }
     }
 }
@@ -118,7 +123,9 @@ pub fn check_bind(addr: &std::net::SocketAddr, auth: &Auth) -> Result<(), String
 
 /// The message of a status for a call that exceeded the size limit.
 pub fn message_limit_hint(limit: usize) -> String {
-    format!("the message-size limit is {limit} bytes (setting max_message_bytes, environment RIFFLE_MAX_MESSAGE_BYTES)")
+    format!(
+        "the message-size limit is {limit} bytes (setting max_message_bytes, environment RIFFLE_MAX_MESSAGE_BYTES)"
+    )
 }
 
 #[cfg(test)]
@@ -143,7 +150,11 @@ mod tests {
     fn public_bind_needs_secret() {
         let public: std::net::SocketAddr = "0.0.0.0:7077".parse().unwrap();
         let local: std::net::SocketAddr = "127.0.0.1:7077".parse().unwrap();
-        assert!(check_bind(&public, &Auth::new(None)).unwrap_err().contains("RIFFLE_SECRET"));
+        assert!(
+            check_bind(&public, &Auth::new(None))
+                .unwrap_err()
+                .contains("RIFFLE_SECRET")
+        );
         assert!(check_bind(&public, &Auth::new(Some("x".into()))).is_ok());
         assert!(check_bind(&local, &Auth::new(None)).is_ok());
     }

@@ -79,10 +79,15 @@ pub enum WorkerError {
 }
 
 /// A client of the driver's service, with the secret attached.
-pub type DriverClient = DriverServiceClient<tonic::service::interceptor::InterceptedService<Channel, ClientAuth>>;
+pub type DriverClient =
+    DriverServiceClient<tonic::service::interceptor::InterceptedService<Channel, ClientAuth>>;
 
 /// Connects a client to `url`, with the secret and message limit applied.
-pub fn driver_client(url: &str, auth: &Auth, max_message_bytes: usize) -> Result<DriverClient, WorkerError> {
+pub fn driver_client(
+    url: &str,
+    auth: &Auth,
+    max_message_bytes: usize,
+) -> Result<DriverClient, WorkerError> {
     let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| WorkerError::Connect {
         driver: url.to_string(),
         message: e.to_string(),
@@ -91,9 +96,11 @@ pub fn driver_client(url: &str, auth: &Auth, max_message_bytes: usize) -> Result
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(DriverServiceClient::with_interceptor(channel, auth.client())
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes))
+    Ok(
+        DriverServiceClient::with_interceptor(channel, auth.client())
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes),
+    )
 }
 
 /// Runs an executor process until it is told to stop or loses its driver.
@@ -106,8 +113,13 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
             addr: config.bind.to_string(),
             message: e.to_string(),
         })?;
-    let local = listener.local_addr().map_err(|e| WorkerError::Start(e.to_string()))?;
-    let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+    let local = listener
+        .local_addr()
+        .map_err(|e| WorkerError::Start(e.to_string()))?;
+    let address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
 
     let mut client = driver_client(&config.driver, &auth, crate::rpc::DEFAULT_MAX_MESSAGE_BYTES)?;
     let registration = register(&mut client, &config, &address).await?;
@@ -118,9 +130,14 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
         .max_encoding_message_size(max_message);
 
     let stores = ObjectStores::default();
-    let shuffle_url = config.shuffle_store.clone().unwrap_or(registration.shuffle_store);
+    let shuffle_url = config
+        .shuffle_store
+        .clone()
+        .unwrap_or(registration.shuffle_store);
     let url = ObjectStores::to_url(&shuffle_url).map_err(|e| WorkerError::Start(e.to_string()))?;
-    let (store, prefix) = stores.resolve(&url).map_err(|e| WorkerError::Start(e.to_string()))?;
+    let (store, prefix) = stores
+        .resolve(&url)
+        .map_err(|e| WorkerError::Start(e.to_string()))?;
     let executor = Executor::new(
         id,
         config.cores,
@@ -199,7 +216,9 @@ async fn register(
     loop {
         match client.register_executor(request.clone()).await {
             Ok(response) => return Ok(response.into_inner()),
-            Err(status) if status.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -214,7 +233,11 @@ async fn register(
 }
 
 /// Sends finished statuses to the driver, batching whatever is ready.
-async fn report_statuses(mut client: DriverClient, id: ExecutorId, mut rx: mpsc::UnboundedReceiver<TaskStatus>) {
+async fn report_statuses(
+    mut client: DriverClient,
+    id: ExecutorId,
+    mut rx: mpsc::UnboundedReceiver<TaskStatus>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![v1::TaskStatus::from(&first)];
         while let Ok(next) = rx.try_recv() {
@@ -307,7 +330,9 @@ impl ExecutorService for Worker {
         }
         // Validate every task before starting any, so a bad message changes nothing.
         for task in &request.tasks {
-            let key = task.task.ok_or_else(|| Status::invalid_argument("task definition without a task key"))?;
+            let key = task
+                .task
+                .ok_or_else(|| Status::invalid_argument("task definition without a task key"))?;
             if !self.executor.has_stage(JobId(key.job), StageId(key.stage)) {
                 return Err(Status::failed_precondition(format!(
                     "stage job-{}/stage-{} is not registered on this executor",
@@ -363,7 +388,10 @@ impl ExecutorService for Worker {
         Ok(Response::new(v1::RemoveJobResponse {}))
     }
 
-    async fn shutdown(&self, _request: Request<v1::ShutdownRequest>) -> Result<Response<v1::ShutdownResponse>, Status> {
+    async fn shutdown(
+        &self,
+        _request: Request<v1::ShutdownRequest>,
+    ) -> Result<Response<v1::ShutdownResponse>, Status> {
         self.shutdown.notify_one();
         Ok(Response::new(v1::ShutdownResponse {}))
     }
@@ -387,5 +415,127 @@ fn enforce_limit(status: TaskStatus, limit: usize) -> TaskStatus {
             ..status
         },
         _ => status,
+    }
+}
+
+impl WorkerConfig {
+    /// The executor settings of this process, if it was started as an
+    /// executor: `--executor` among its arguments or `RIFFLE_ROLE=executor`
+    /// in its environment. Flags (`--driver URL`, `--cores N`,
+    /// `--bind ADDR`, `--advertise URL`, `--shuffle-store URL`) win over
+    /// the variables `RIFFLE_DRIVER`, `RIFFLE_CORES`, `RIFFLE_BIND`,
+    /// `RIFFLE_ADVERTISE`, `RIFFLE_SHUFFLE_STORE`; the secret comes from
+    /// `RIFFLE_SECRET` only, so it never shows in a process list.
+    pub fn from_process() -> Result<Option<WorkerConfig>, String> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let by_flag = args.iter().any(|a| a == "--executor");
+        let by_env = std::env::var("RIFFLE_ROLE").is_ok_and(|r| r == "executor");
+        if !by_flag && !by_env {
+            return Ok(None);
+        }
+        Self::parse(&args, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+        .map(Some)
+    }
+
+    /// Parses executor flags, falling back to `env` for missing ones.
+    pub fn parse(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, String> {
+        let mut flags: HashMap<&str, String> = HashMap::new();
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (arg.as_str(), None),
+            };
+            let key = match name {
+                "--driver" => "driver",
+                "--cores" => "cores",
+                "--bind" => "bind",
+                "--advertise" => "advertise",
+                "--shuffle-store" => "shuffle-store",
+                "--executor" => continue,
+                other => return Err(format!("unknown executor option {other:?}")),
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))?,
+            };
+            flags.insert(key, value);
+        }
+        let get = |key: &str, var: &str| flags.get(key).cloned().or_else(|| env(var));
+        let driver = get("driver", "RIFFLE_DRIVER").ok_or(
+            "the executor needs the driver's URL: --driver http://HOST:PORT (or RIFFLE_DRIVER)",
+        )?;
+        let cores = match get("cores", "RIFFLE_CORES") {
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("--cores {c:?} is not a positive number"))?,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        let bind = get("bind", "RIFFLE_BIND").unwrap_or_else(|| "127.0.0.1:0".into());
+        let bind = bind
+            .parse()
+            .map_err(|_| format!("--bind {bind:?} is not an address like 127.0.0.1:7078"))?;
+        Ok(WorkerConfig {
+            driver,
+            cores,
+            bind,
+            advertise: get("advertise", "RIFFLE_ADVERTISE"),
+            shuffle_store: get("shuffle-store", "RIFFLE_SHUFFLE_STORE"),
+            secret: env("RIFFLE_SECRET"),
+            exit_on_stdin_eof: env("RIFFLE_EXIT_ON_STDIN_EOF").is_some_and(|v| v == "1"),
+        })
+    }
+}
+
+/// Runs an executor process on a runtime of its own (for `main`).
+pub fn run_blocking(config: WorkerConfig) -> Result<(), WorkerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("riffle-io")
+        .enable_all()
+        .build()
+        .map_err(|e| WorkerError::Start(format!("cannot start the I/O runtime: {e}")))?;
+    runtime.block_on(run_worker(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_and_environment() {
+        let env = |name: &str| (name == "RIFFLE_CORES").then(|| "3".to_string());
+        let c = WorkerConfig::parse(
+            &args(&["--executor", "--driver", "http://h:1", "--bind=0.0.0.0:9"]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(c.driver, "http://h:1");
+        assert_eq!(c.cores, 3);
+        assert_eq!(c.bind.to_string(), "0.0.0.0:9");
+        let err =
+            WorkerConfig::parse(&args(&["--cores", "0", "--driver", "x"]), |_| None).unwrap_err();
+        assert!(err.contains("--cores"), "{err}");
+        let err = WorkerConfig::parse(&args(&[]), |_| None).unwrap_err();
+        assert!(err.contains("--driver"), "{err}");
+        let err =
+            WorkerConfig::parse(&args(&["--driver", "x", "--bogus", "1"]), |_| None).unwrap_err();
+        assert!(err.contains("--bogus"), "{err}");
     }
 }

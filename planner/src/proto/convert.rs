@@ -4,7 +4,9 @@
 
 use super::v1;
 use crate::ids::{ExecutorId, JobId, ShuffleId, StageId, TaskId};
-use crate::task::{BlockInfo, FailureKind, MapStatus, TaskFailure, TaskMetrics, TaskOutput, TaskStatus};
+use crate::task::{
+    BlockInfo, FailureKind, MapStatus, TaskFailure, TaskMetrics, TaskOutput, TaskStatus,
+};
 use thiserror::Error;
 
 /// A protocol message that does not describe a valid value.
@@ -74,9 +76,10 @@ impl From<&TaskFailure> for v1::TaskFailure {
     fn from(f: &TaskFailure) -> Self {
         let (kind, shuffle, map_partition) = match f.kind {
             FailureKind::Retryable => (v1::FailureKind::Retryable, 0, 0),
-            FailureKind::FetchFailed { shuffle, map_partition } => {
-                (v1::FailureKind::FetchFailed, shuffle.0, map_partition)
-            }
+            FailureKind::FetchFailed {
+                shuffle,
+                map_partition,
+            } => (v1::FailureKind::FetchFailed, shuffle.0, map_partition),
             FailureKind::User => (v1::FailureKind::User, 0, 0),
             FailureKind::BadInput => (v1::FailureKind::BadInput, 0, 0),
             FailureKind::Internal => (v1::FailureKind::Internal, 0, 0),
@@ -145,7 +148,10 @@ impl From<&TaskStatus> for v1::TaskStatus {
 }
 
 /// Decodes a status reported by `executor`.
-pub fn status_from_proto(s: v1::TaskStatus, executor: ExecutorId) -> Result<TaskStatus, ConvertError> {
+pub fn status_from_proto(
+    s: v1::TaskStatus,
+    executor: ExecutorId,
+) -> Result<TaskStatus, ConvertError> {
     let id: TaskId = s.task.ok_or_else(|| missing("TaskStatus", "task"))?.into();
     let result = match s.outcome.ok_or_else(|| missing("TaskStatus", "outcome"))? {
         v1::task_status::Outcome::MapOutput(m) => Ok(TaskOutput::Shuffle(MapStatus {
@@ -190,10 +196,16 @@ mod tests {
         let outputs = vec![
             Ok(TaskOutput::Shuffle(MapStatus {
                 data_path: "a/b.data".into(),
-                blocks: vec![BlockInfo { offset: 0, len: 5, rows: 2 }],
+                blocks: vec![BlockInfo {
+                    offset: 0,
+                    len: 5,
+                    rows: 2,
+                }],
             })),
             Ok(TaskOutput::Result(vec![1, 2, 3])),
-            Ok(TaskOutput::Written { path: "file:///x".into() }),
+            Ok(TaskOutput::Written {
+                path: "file:///x".into(),
+            }),
             Err(TaskFailure {
                 kind: FailureKind::FetchFailed {
                     shuffle: ShuffleId(4),
@@ -233,6 +245,11 @@ mod tests {
             })),
             metrics: None,
         };
-        assert!(status_from_proto(bad_kind, ExecutorId(0)).unwrap_err().to_string().contains("99"));
+        assert!(
+            status_from_proto(bad_kind, ExecutorId(0))
+                .unwrap_err()
+                .to_string()
+                .contains("99")
+        );
     }
 }

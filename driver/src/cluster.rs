@@ -1,0 +1,416 @@
+//! Cluster membership and the driver's gRPC service.
+//!
+//! Executors register ([`DriverServer::register_executor`]), heartbeat, and
+//! report task statuses. The scheduler launches a task on a
+//! [`RemoteExecutor`] by parking a oneshot sender in [`Cluster`]'s pending
+//! table and queueing the task; a per-executor sender loop batches queued
+//! tasks (and the stages the executor has not seen) into one `LaunchTasks`
+//! call. A reported status completes the parked sender.
+//!
+//! Every way an executor can leave (missed heartbeats, a failed launch
+//! call, shutdown) goes through [`Cluster::remove_executor`], which drops
+//! its parked senders: their tasks come back to the scheduler as
+//! retryable "executor lost" failures.
+
+use riffle_executor::rpc::v1::driver_service_server::DriverService;
+use riffle_executor::rpc::v1::executor_service_client::ExecutorServiceClient;
+use riffle_executor::rpc::{Auth, ClientAuth};
+use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
+use riffle_planner::proto::convert::status_from_proto;
+use riffle_planner::proto::{PROTOCOL_VERSION, v1};
+use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskStatus};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Settings shared by the driver's side of the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterSettings {
+    /// The driver binary's build id; executors must match it.
+    pub(crate) build_id: String,
+    /// Shuffle store URL announced to executors.
+    pub(crate) shuffle_store: String,
+    pub(crate) heartbeat_interval: Duration,
+    /// Silence after which an executor is declared lost.
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) auth: Auth,
+}
+
+type ExecutorClient =
+    ExecutorServiceClient<tonic::service::interceptor::InterceptedService<Channel, ClientAuth>>;
+
+/// A registered executor process.
+pub(crate) struct RemoteExecutor {
+    pub(crate) id: ExecutorId,
+    pub(crate) address: String,
+    pub(crate) cores: usize,
+    client: ExecutorClient,
+    /// Stages already sent to this executor.
+    sent_stages: Mutex<HashSet<(JobId, StageId)>>,
+    /// Tasks waiting for the sender loop.
+    queue: mpsc::UnboundedSender<Launch>,
+    last_heartbeat: Mutex<Instant>,
+}
+
+struct Launch {
+    stage: Option<v1::StageDefinition>,
+    task: v1::TaskDefinition,
+}
+
+struct Pending {
+    executor: ExecutorId,
+    reply: oneshot::Sender<TaskStatus>,
+}
+
+#[derive(Default)]
+struct Members {
+    next_id: u32,
+    executors: BTreeMap<ExecutorId, Arc<RemoteExecutor>>,
+}
+
+/// Membership table plus pending task replies.
+pub(crate) struct Cluster {
+    pub(crate) settings: ClusterSettings,
+    members: Mutex<Members>,
+    /// Incremented on every membership change; the scheduler and the
+    /// start-up wait watch it.
+    changes: watch::Sender<u64>,
+    pending: Mutex<HashMap<TaskId, Pending>>,
+}
+
+impl Cluster {
+    pub(crate) fn new(settings: ClusterSettings) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            settings,
+            members: Mutex::new(Members::default()),
+            changes: watch::channel(0).0,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The executors registered now.
+    pub(crate) fn executors(&self) -> Vec<Arc<RemoteExecutor>> {
+        self.members
+            .lock()
+            .map(|m| m.executors.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A receiver that sees every membership change.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Removes an executor (any reason) and fails its pending tasks.
+    pub(crate) fn remove_executor(&self, id: ExecutorId, reason: &str) {
+        let removed = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|mut m| m.executors.remove(&id));
+        if removed.is_none() {
+            return;
+        }
+        tracing::warn!(%id, reason, "executor lost");
+        if let Ok(mut pending) = self.pending.lock() {
+            // Dropping the senders wakes the scheduler with "executor lost".
+            pending.retain(|_, p| p.executor != id);
+        }
+        self.changed();
+    }
+
+    /// Launches one task on `executor` and waits for its status. Never
+    /// fails: losing the executor is reported as a retryable failure.
+    pub(crate) async fn launch(
+        &self,
+        executor: &RemoteExecutor,
+        stage: &crate::executors::StageMessage,
+        id: TaskId,
+        spec: Vec<u8>,
+    ) -> TaskStatus {
+        let lost = |message: String| TaskStatus {
+            id,
+            executor: executor.id,
+            result: Err(TaskFailure {
+                kind: FailureKind::Retryable,
+                message,
+            }),
+            metrics: TaskMetrics::default(),
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(
+                id,
+                Pending {
+                    executor: executor.id,
+                    reply: tx,
+                },
+            );
+        }
+        let first_time = executor
+            .sent_stages
+            .lock()
+            .is_ok_and(|mut sent| sent.insert((stage.job, stage.stage)));
+        let launch = Launch {
+            stage: first_time.then(|| v1::StageDefinition {
+                job: stage.job.0,
+                stage: stage.stage.0,
+                spec: stage.bytes.to_vec(),
+            }),
+            task: v1::TaskDefinition {
+                task: Some(id.into()),
+                spec,
+            },
+        };
+        if executor.queue.send(launch).is_err() {
+            return lost(format!("{} is gone", executor.id));
+        }
+        match rx.await {
+            Ok(status) => status,
+            Err(_) => lost(format!(
+                "{} ({}) was lost while running {id}",
+                executor.id, executor.address
+            )),
+        }
+    }
+
+    /// Asks every executor to stop (best effort, bounded wait).
+    pub(crate) async fn shutdown_all(&self) {
+        let executors = self.executors();
+        let calls = executors.iter().map(|e| {
+            let mut client = e.client.clone();
+            async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.shutdown(v1::ShutdownRequest {}),
+                )
+                .await;
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+
+    /// Tells executors to forget a finished job's stages.
+    pub(crate) async fn remove_job(&self, job: JobId) {
+        let calls = self.executors().into_iter().map(|e| async move {
+            if let Ok(mut sent) = e.sent_stages.lock() {
+                sent.retain(|(j, _)| *j != job);
+            }
+            let mut client = e.client.clone();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.remove_job(v1::RemoveJobRequest { job: job.0 }),
+            )
+            .await;
+        });
+        futures::future::join_all(calls).await;
+    }
+
+    /// Declares lost every executor silent for longer than the timeout.
+    pub(crate) async fn monitor_heartbeats(cluster: Weak<Cluster>) {
+        loop {
+            let Some(interval) = cluster.upgrade().map(|c| c.settings.heartbeat_interval) else {
+                return;
+            };
+            tokio::time::sleep(interval).await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            let timeout = cluster.settings.heartbeat_timeout;
+            for e in cluster.executors() {
+                let silent = e
+                    .last_heartbeat
+                    .lock()
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                if silent > timeout {
+                    cluster.remove_executor(
+                        e.id,
+                        &format!("no heartbeat for {:.1} s", silent.as_secs_f64()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Sends queued launches to one executor, batching whatever is queued.
+async fn send_launches(
+    cluster: Weak<Cluster>,
+    id: ExecutorId,
+    mut client: ExecutorClient,
+    mut rx: mpsc::UnboundedReceiver<Launch>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut request = v1::LaunchTasksRequest::default();
+        let mut next = Some(first);
+        while let Some(launch) = next.take() {
+            request.stages.extend(launch.stage);
+            request.tasks.push(launch.task);
+            if request.tasks.len() < 256 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(status) = client.launch_tasks(request).await {
+            if let Some(cluster) = cluster.upgrade() {
+                cluster
+                    .remove_executor(id, &format!("launching tasks failed: {}", status.message()));
+            }
+            return;
+        }
+    }
+}
+
+/// The driver's gRPC service.
+#[derive(Clone)]
+pub(crate) struct DriverServer {
+    pub(crate) cluster: Arc<Cluster>,
+}
+
+#[tonic::async_trait]
+impl DriverService for DriverServer {
+    async fn register_executor(
+        &self,
+        request: Request<v1::RegisterExecutorRequest>,
+    ) -> Result<Response<v1::RegisterExecutorResponse>, Status> {
+        let r = request.into_inner();
+        let cluster = &self.cluster;
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version {} is not the driver's {PROTOCOL_VERSION}: run the same Riffle release everywhere",
+                r.protocol_version
+            )));
+        }
+        if r.build_id != cluster.settings.build_id {
+            return Err(Status::failed_precondition(format!(
+                "build id mismatch: executor runs build {}, driver runs build {}; start executors from the same binary as the driver",
+                r.build_id, cluster.settings.build_id
+            )));
+        }
+        if r.cores == 0 {
+            return Err(Status::invalid_argument(
+                "an executor needs at least one core",
+            ));
+        }
+        let endpoint = Endpoint::from_shared(r.address.clone()).map_err(|e| {
+            Status::invalid_argument(format!("bad executor address {:?}: {e}", r.address))
+        })?;
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let max = cluster.settings.max_message_bytes;
+        let client =
+            ExecutorServiceClient::with_interceptor(channel, cluster.settings.auth.client())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
+        let (queue, rx) = mpsc::unbounded_channel();
+        let id = {
+            let mut members = cluster
+                .members
+                .lock()
+                .map_err(|_| Status::internal("membership table poisoned"))?;
+            let id = ExecutorId(members.next_id);
+            members.next_id += 1;
+            members.executors.insert(
+                id,
+                Arc::new(RemoteExecutor {
+                    id,
+                    address: r.address.clone(),
+                    cores: r.cores as usize,
+                    client: client.clone(),
+                    sent_stages: Mutex::new(HashSet::new()),
+                    queue,
+                    last_heartbeat: Mutex::new(Instant::now()),
+                }),
+            );
+            id
+        };
+        tokio::spawn(send_launches(Arc::downgrade(cluster), id, client, rx));
+        tracing::info!(%id, address = %r.address, cores = r.cores, "executor registered");
+        cluster.changed();
+        Ok(Response::new(v1::RegisterExecutorResponse {
+            executor_id: id.0,
+            shuffle_store: cluster.settings.shuffle_store.clone(),
+            heartbeat_interval_ms: cluster.settings.heartbeat_interval.as_millis() as u32,
+            max_message_bytes: max as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let id = ExecutorId(request.into_inner().executor_id);
+        let known = self
+            .cluster
+            .members
+            .lock()
+            .ok()
+            .and_then(|m| m.executors.get(&id).cloned());
+        if let Some(e) = &known
+            && let Ok(mut t) = e.last_heartbeat.lock()
+        {
+            *t = Instant::now();
+        }
+        Ok(Response::new(v1::HeartbeatResponse {
+            known: known.is_some(),
+        }))
+    }
+
+    async fn report_task_status(
+        &self,
+        request: Request<v1::ReportTaskStatusRequest>,
+    ) -> Result<Response<v1::ReportTaskStatusResponse>, Status> {
+        let r = request.into_inner();
+        let executor = ExecutorId(r.executor_id);
+        let registered = self
+            .cluster
+            .members
+            .lock()
+            .is_ok_and(|m| m.executors.contains_key(&executor));
+        if !registered {
+            return Err(Status::failed_precondition(format!(
+                "{executor} is not registered with this driver"
+            )));
+        }
+        // Validate the whole batch first: a bad status changes nothing.
+        let statuses = r
+            .statuses
+            .into_iter()
+            .map(|s| {
+                status_from_proto(s, executor).map_err(|e| Status::invalid_argument(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pending = self
+            .cluster
+            .pending
+            .lock()
+            .map_err(|_| Status::internal("pending table poisoned"))?;
+        for status in &statuses {
+            match pending.get(&status.id) {
+                Some(p) if p.executor == executor => {}
+                _ => {
+                    return Err(Status::not_found(format!(
+                        "unknown task {} for {executor}: not running there (finished, cancelled or never launched)",
+                        status.id
+                    )));
+                }
+            }
+        }
+        for status in statuses {
+            if let Some(p) = pending.remove(&status.id) {
+                let _ = p.reply.send(status);
+            }
+        }
+        Ok(Response::new(v1::ReportTaskStatusResponse {}))
+    }
+}

@@ -1,0 +1,117 @@
+//! Where tasks run: the embedded executor or the registered executor
+//! processes, behind one launch interface so the scheduler does not care.
+
+use crate::cluster::{Cluster, RemoteExecutor};
+use riffle_executor::Executor;
+use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
+use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskStatus};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A stage's encoded spec, sent once to each executor that runs its tasks.
+pub(crate) struct StageMessage {
+    pub(crate) job: JobId,
+    pub(crate) stage: StageId,
+    pub(crate) bytes: Arc<Vec<u8>>,
+}
+
+/// One executor the scheduler can give tasks to.
+#[derive(Clone)]
+pub(crate) enum ExecutorHandle {
+    /// In this process.
+    Embedded(Arc<Executor>),
+    /// A registered executor process.
+    Remote(Arc<RemoteExecutor>),
+}
+
+impl ExecutorHandle {
+    pub(crate) fn id(&self) -> ExecutorId {
+        match self {
+            ExecutorHandle::Embedded(e) => e.id(),
+            ExecutorHandle::Remote(e) => e.id,
+        }
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        match self {
+            ExecutorHandle::Embedded(e) => e.slots(),
+            ExecutorHandle::Remote(e) => e.cores,
+        }
+    }
+}
+
+/// The set of executors of a context.
+pub(crate) enum Backend {
+    /// One in-process executor; tasks still travel as bytes.
+    Embedded(Arc<Executor>),
+    /// Executor processes registered with this driver.
+    Cluster(Arc<Cluster>),
+}
+
+impl Backend {
+    /// The executors available now.
+    pub(crate) fn executors(&self) -> Vec<ExecutorHandle> {
+        match self {
+            Backend::Embedded(e) => vec![ExecutorHandle::Embedded(e.clone())],
+            Backend::Cluster(c) => c
+                .executors()
+                .into_iter()
+                .map(ExecutorHandle::Remote)
+                .collect(),
+        }
+    }
+
+    /// A receiver of membership changes (none for the embedded backend,
+    /// whose membership never changes).
+    pub(crate) fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Backend::Embedded(_) => None,
+            Backend::Cluster(c) => Some(c.subscribe()),
+        }
+    }
+
+    /// Runs one task on `executor` and returns its status; every failure
+    /// (including a lost executor) comes back as a status.
+    pub(crate) async fn launch(
+        &self,
+        executor: &ExecutorHandle,
+        stage: &StageMessage,
+        id: TaskId,
+        spec: Vec<u8>,
+    ) -> TaskStatus {
+        let failed = |kind: FailureKind, message: String| TaskStatus {
+            id,
+            executor: executor.id(),
+            result: Err(TaskFailure { kind, message }),
+            metrics: TaskMetrics::default(),
+        };
+        match (self, executor) {
+            (Backend::Cluster(cluster), ExecutorHandle::Remote(remote)) => {
+                cluster.launch(remote, stage, id, spec).await
+            }
+            (_, ExecutorHandle::Embedded(local)) => {
+                if !local.has_stage(stage.job, stage.stage)
+                    && let Err(e) = local.register_stage(&stage.bytes)
+                {
+                    return failed(FailureKind::Internal, e.to_string());
+                }
+                match local.run(&spec).await {
+                    Ok(status) => status,
+                    Err(e) => failed(FailureKind::Internal, e.to_string()),
+                }
+            }
+            (Backend::Embedded(_), ExecutorHandle::Remote(_)) => failed(
+                FailureKind::Internal,
+                "remote executor in an embedded context".into(),
+            ),
+        }
+    }
+
+    /// Lets executors forget a finished job.
+    pub(crate) async fn remove_job(&self, job: JobId) {
+        match self {
+            Backend::Embedded(e) => e.remove_job(job),
+            Backend::Cluster(c) => c.remove_job(job).await,
+        }
+    }
+}
