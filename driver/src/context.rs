@@ -181,6 +181,10 @@ pub struct JobSummary {
     pub invalid_utf8_lines: u64,
     /// Wall time of the job.
     pub elapsed: Duration,
+    /// Task attempts run per executor.
+    pub tasks_per_executor: std::collections::BTreeMap<ExecutorId, usize>,
+    /// Total run time of the tasks (sum over attempts).
+    pub task_time: Duration,
 }
 
 /// The entry point of a Riffle program.

@@ -320,6 +320,8 @@ impl Job<'_> {
         let m = &status.metrics;
         let s = &mut self.summary;
         s.tasks += 1;
+        *s.tasks_per_executor.entry(status.executor).or_default() += 1;
+        s.task_time += std::time::Duration::from_micros(m.run_micros);
         s.records_read += m.records_read;
         s.bytes_read += m.bytes_read;
         s.shuffle_bytes_written += m.shuffle_bytes_written;

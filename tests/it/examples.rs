@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// `target/<profile>/examples/NAME`, next to this test's `deps/` directory.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     dir.join("examples").join(name)

@@ -4,6 +4,8 @@
 // Test helpers outside `#[test]` functions unwrap freely too.
 #![allow(clippy::unwrap_used)]
 
+mod cluster;
 mod dataset;
 mod examples;
 mod text_input;
+mod wire;

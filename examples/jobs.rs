@@ -1,0 +1,127 @@
+//! A few small jobs with deterministic output, used to compare deployment
+//! modes (the cluster tests run them embedded and on executor processes).
+//!
+//! ```text
+//! cargo run --example jobs -- [--master M] [--min-executors N] JOB
+//! ```
+//!
+//! JOB is one of `join`, `sort`, `distinct`, `count-by-key`, `slow`
+//! (many tasks that each take a while), `noop N` (N tasks that do nothing,
+//! for measuring scheduling overhead) or `big-result` (a result larger than
+//! one message). Results go to stdout; the job summary to stderr.
+
+use anyhow::{Context as _, bail};
+use riffle::prelude::*;
+use std::time::Duration;
+
+fn main() -> std::process::ExitCode {
+    riffle::init();
+    riffle::init_logging();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobs: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).peekable();
+    let mut builder = Context::builder();
+    let mut job = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--master" => builder = builder.master(args.next().context("--master needs a value")?),
+            "--min-executors" => {
+                builder = builder.min_executors(
+                    args.next()
+                        .context("--min-executors needs a value")?
+                        .parse()?,
+                )
+            }
+            _ => job.push(arg),
+        }
+    }
+    let ctx = builder.build()?;
+    if let Some(url) = ctx.driver_url() {
+        eprintln!("driver: {url}");
+    }
+    let lines: Vec<String> = match job.first().map(String::as_str) {
+        Some("join") => {
+            let left = ctx.parallelize((0..2000u32).map(|i| (i % 97, i)).collect(), 7);
+            let right =
+                ctx.parallelize((0..300u32).map(|i| (i % 89, format!("r{i}"))).collect(), 3);
+            let mut out: Vec<String> = left
+                .join(&right)
+                .map(|(k, (v, w))| format!("{k} {v} {w}"))
+                .collect()?;
+            out.sort();
+            out
+        }
+        Some("sort") => ctx
+            .parallelize((0..5000u64).map(|i| (i * 7919) % 5003).collect(), 6)
+            .sort_by(|x: &u64| *x, false)
+            .map(|x| x.to_string())
+            .collect()?,
+        Some("distinct") => {
+            let mut out: Vec<String> = ctx
+                .parallelize((0..10_000u32).map(|i| format!("k{}", i % 313)).collect(), 5)
+                .distinct()
+                .collect()?;
+            out.sort();
+            out
+        }
+        Some("count-by-key") => {
+            let counts = ctx
+                .parallelize((0..10_000u32).map(|i| (i % 17, ())).collect(), 4)
+                .count_by_key()?;
+            let mut out: Vec<String> = counts
+                .into_iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            out.sort();
+            out
+        }
+        Some("slow") => {
+            let n = ctx
+                .parallelize((0..40u64).collect(), 40)
+                .map(|x| {
+                    std::thread::sleep(Duration::from_millis(150));
+                    x
+                })
+                .count()?;
+            vec![n.to_string()]
+        }
+        Some("noop") => {
+            let n: usize = job.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2000);
+            let started = std::time::Instant::now();
+            let count = ctx.parallelize(Vec::<u8>::new(), n).count()?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("{n} tasks in {secs:.3} s: {:.0} tasks/s", n as f64 / secs);
+            vec![count.to_string()]
+        }
+        Some("big-result") => {
+            let n = ctx
+                .parallelize(vec![0u8], 1)
+                .flat_map(|_| vec![7u8; 3 << 20])
+                .collect()?
+                .len();
+            vec![n.to_string()]
+        }
+        other => bail!(
+            "unknown job {other:?}: expected join, sort, distinct, count-by-key, slow, noop [N] or big-result"
+        ),
+    };
+    for line in lines {
+        println!("{line}");
+    }
+    let summary = ctx.last_job();
+    eprintln!(
+        "summary: {} stages, {} tasks, executors used: {}",
+        summary.stages,
+        summary.tasks,
+        summary.tasks_per_executor.len()
+    );
+    Ok(())
+}
