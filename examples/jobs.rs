@@ -5,7 +5,8 @@
 //! cargo run --example jobs -- [--master M] [--min-executors N] JOB
 //! ```
 //!
-//! JOB is one of `join`, `sort`, `distinct`, `count-by-key`, `slow`
+//! JOB is one of `join`, `sort`, `distinct`, `count-by-key`, `save DIR`
+//! (a word count written with `save_as_text_file`), `slow`
 //! (many tasks that each take a while), `noop N` (N tasks that do nothing,
 //! for measuring scheduling overhead) or `big-result` (a result larger than
 //! one message). Results go to stdout; the job summary to stderr.
@@ -33,6 +34,10 @@ fn run() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--master" => builder = builder.master(args.next().context("--master needs a value")?),
+            "--shuffle-store" => {
+                builder =
+                    builder.shuffle_store(args.next().context("--shuffle-store needs a value")?)
+            }
             "--min-executors" => {
                 builder = builder.min_executors(
                     args.next()
@@ -83,6 +88,16 @@ fn run() -> anyhow::Result<()> {
             out.sort();
             out
         }
+        Some("save") => {
+            let out = job.get(1).context("save needs an output directory")?;
+            ctx.parallelize((0..5000u32).map(|i| format!("w{}", i % 101)).collect(), 4)
+                .map(|w| (w, 1u64))
+                .reduce_by_key(|a, b| a + b)
+                .map(|(w, n)| format!("{w}\t{n}"))
+                .sort_by(|line: &String| line.clone(), true)
+                .save_as_text_file(out)?;
+            vec![format!("saved to {out}")]
+        }
         Some("slow") => {
             let n = ctx
                 .parallelize((0..40u64).collect(), 40)
@@ -110,7 +125,7 @@ fn run() -> anyhow::Result<()> {
             vec![n.to_string()]
         }
         other => bail!(
-            "unknown job {other:?}: expected join, sort, distinct, count-by-key, slow, noop [N] or big-result"
+            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N] or big-result"
         ),
     };
     for line in lines {

@@ -96,6 +96,7 @@ impl Config {
 #[derive(Debug)]
 pub struct ContextBuilder {
     config: Result<Config, DriverError>,
+    stores: Vec<(String, Arc<dyn object_store::ObjectStore>)>,
 }
 
 impl ContextBuilder {
@@ -114,6 +115,17 @@ impl ContextBuilder {
     /// Sets how long to wait for executors.
     pub fn executor_wait(self, wait: Duration) -> Self {
         self.set(|c| c.executor_wait = wait)
+    }
+
+    /// Uses `store` for every URL under `url` (`s3://bucket`), instead of a
+    /// store configured from the environment; for this process only.
+    pub fn object_store(
+        mut self,
+        url: impl Into<String>,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Self {
+        self.stores.push((url.into(), store));
+        self
     }
 
     /// Sets the shared secret.
@@ -160,7 +172,13 @@ impl ContextBuilder {
     /// Starts the context (and, for cluster masters, the driver service and
     /// the executors).
     pub fn build(self) -> Result<Context, DriverError> {
-        Context::with_config(self.config?)
+        let stores = ObjectStores::default();
+        for (url, store) in self.stores {
+            let parsed = url::Url::parse(&url)
+                .map_err(|e| DriverError::Config(format!("object store URL {url:?}: {e}")))?;
+            stores.register(&parsed, store);
+        }
+        Context::with_config(self.config?, stores)
     }
 }
 
@@ -241,10 +259,11 @@ impl Context {
     pub fn builder() -> ContextBuilder {
         ContextBuilder {
             config: Config::from_env(),
+            stores: Vec::new(),
         }
     }
 
-    fn with_config(config: Config) -> Result<Context, DriverError> {
+    fn with_config(config: Config, stores: ObjectStores) -> Result<Context, DriverError> {
         let master = Master::parse(&config.master)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -252,7 +271,6 @@ impl Context {
             .enable_all()
             .build()
             .map_err(|e| DriverError::Config(format!("cannot start the I/O runtime: {e}")))?;
-        let stores = ObjectStores::default();
         let (shuffle_url, temp_dir) = match &config.shuffle_store {
             Some(url) => (url.clone(), None),
             None => {
@@ -394,6 +412,35 @@ impl Context {
     /// custom stores here).
     pub fn stores(&self) -> &ObjectStores {
         &self.inner.stores
+    }
+
+    /// Whether anything exists under the directory `url`.
+    pub(crate) fn output_exists(&self, url: &url::Url) -> Result<bool, DriverError> {
+        if let Ok(path) = url.to_file_path() {
+            return Ok(path
+                .read_dir()
+                .is_ok_and(|mut entries| entries.next().is_some()));
+        }
+        let (store, prefix) = self
+            .inner
+            .stores
+            .resolve(url)
+            .map_err(|e| DriverError::Storage {
+                path: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let first = self.inner.runtime.block_on(async {
+            let mut listing = store.list(Some(&prefix));
+            futures::StreamExt::next(&mut listing).await
+        });
+        match first {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(DriverError::Storage {
+                path: url.to_string(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     pub(crate) fn next_shuffle_id(&self) -> ShuffleId {

@@ -66,6 +66,15 @@ impl ObjectStores {
             // The root store, so that `file:///a/b` maps to object path `a/b`.
             "file" => Arc::new(object_store::local::LocalFileSystem::new()),
             "memory" => Arc::new(object_store::memory::InMemory::new()),
+            // Endpoint, region and credentials from the usual AWS_*
+            // environment variables (AWS_ENDPOINT, AWS_REGION,
+            // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP).
+            "s3" | "s3a" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| err(e.to_string()))?,
+            ),
             other => {
                 let (store, _) = object_store::parse_url(url)
                     .map_err(|e| err(format!("unsupported scheme {other}: {e}")))?;

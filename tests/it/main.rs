@@ -7,5 +7,6 @@
 mod cluster;
 mod dataset;
 mod examples;
+mod s3;
 mod text_input;
 mod wire;

@@ -139,11 +139,7 @@ impl<T: Data> Dataset<T> {
             path: dir.to_string(),
             message: e.message,
         })?;
-        if let Ok(path) = url.to_file_path()
-            && path
-                .read_dir()
-                .is_ok_and(|mut entries| entries.next().is_some())
-        {
+        if self.ctx.output_exists(&url)? {
             return Err(DriverError::OutputExists {
                 dir: dir.to_string(),
             });
