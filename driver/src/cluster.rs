@@ -116,15 +116,16 @@ impl Cluster {
             .lock()
             .ok()
             .and_then(|mut m| m.executors.remove(&id));
-        if removed.is_none() {
-            return;
-        }
-        tracing::warn!(%id, reason, "executor lost");
+        // Fail its pending tasks even if it was removed before: a task may
+        // have been launched on it concurrently with the first removal.
         if let Ok(mut pending) = self.pending.lock() {
             // Dropping the senders wakes the scheduler with "executor lost".
             pending.retain(|_, p| p.executor != id);
         }
-        self.changed();
+        if removed.is_some() {
+            tracing::warn!(%id, reason, "executor lost");
+            self.changed();
+        }
     }
 
     /// Launches one task on `executor` and waits for its status. Never
@@ -170,7 +171,14 @@ impl Cluster {
                 spec,
             },
         };
-        if executor.queue.send(launch).is_err() {
+        let member = self
+            .members
+            .lock()
+            .is_ok_and(|m| m.executors.contains_key(&executor.id));
+        if !member || executor.queue.send(launch).is_err() {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.remove(&id);
+            }
             return lost(format!("{} is gone", executor.id));
         }
         match rx.await {

@@ -68,7 +68,8 @@ impl Default for Config {
 impl Config {
     /// Defaults overridden by `RIFFLE_*` environment variables:
     /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SECRET`,
-    /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_MAX_MESSAGE_BYTES`.
+    /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
+    /// `RIFFLE_MAX_MESSAGE_BYTES`.
     pub fn from_env() -> Result<Config, DriverError> {
         let mut config = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -84,6 +85,10 @@ impl Config {
         config.secret = var("RIFFLE_SECRET");
         if let Some(v) = var("RIFFLE_MIN_EXECUTORS") {
             config.min_executors = number("RIFFLE_MIN_EXECUTORS", v)?;
+        }
+        if let Some(v) = var("RIFFLE_EXECUTOR_WAIT_SECS") {
+            config.executor_wait =
+                Duration::from_secs(number("RIFFLE_EXECUTOR_WAIT_SECS", v)? as u64);
         }
         if let Some(v) = var("RIFFLE_MAX_MESSAGE_BYTES") {
             config.max_message_bytes = number("RIFFLE_MAX_MESSAGE_BYTES", v)?;

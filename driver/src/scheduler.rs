@@ -251,6 +251,7 @@ impl Job<'_> {
                 let registered = changes
                     .as_mut()
                     .map(|rx| tokio::time::timeout(left, rx.changed()));
+                tracing::debug!(%stage, ?left, "no executor: waiting for one");
                 match registered {
                     Some(wait) if !left.is_zero() => {
                         let _ = wait.await;

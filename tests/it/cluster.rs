@@ -206,6 +206,55 @@ fn executor_joining_mid_job_gets_tasks_and_a_refused_one_does_no_harm() {
 }
 
 #[test]
+fn a_lost_executor_costs_only_its_tasks() {
+    let mut procs = Processes::default();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let driver = start_driver(&mut procs, port, 2, "slow");
+    start_executor(
+        &mut procs,
+        example("jobs"),
+        &["--executor", "--driver", &url, "--cores", "1"],
+    );
+    let victim = start_executor(
+        &mut procs,
+        example("jobs"),
+        &["--executor", "--driver", &url, "--cores", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    procs.0[victim].kill().unwrap();
+    let (ok, out, err) = wait_output(&mut procs, driver, Duration::from_secs(120));
+    assert!(ok, "{err}");
+    assert_eq!(out, "40\n");
+}
+
+#[test]
+fn a_job_with_no_executor_left_fails_with_a_hint() {
+    let mut procs = Processes::default();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(example("jobs"))
+        .args(["--master", &format!("riffle://127.0.0.1:{port}"), "slow"])
+        .env("RIFFLE_EXECUTOR_WAIT_SECS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let driver = procs.push(child);
+    let only = start_executor(
+        &mut procs,
+        example("jobs"),
+        &["--executor", "--driver", &url, "--cores", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    procs.0[only].kill().unwrap();
+    let (ok, _, err) = wait_output(&mut procs, driver, Duration::from_secs(60));
+    assert!(!ok);
+    assert!(err.contains("start an executor with"), "{err}");
+    assert!(err.contains(&url), "{err}");
+}
+
+#[test]
 fn local_cluster_children_stop_with_the_driver() {
     let mut procs = Processes::default();
     let child = Command::new(example("jobs"))
