@@ -132,6 +132,7 @@ fn run() -> anyhow::Result<()> {
         println!("{line}");
     }
     let summary = ctx.last_job();
+    eprint!("{summary}");
     eprintln!(
         "summary: {} stages, {} tasks, executors used: {}",
         summary.stages,

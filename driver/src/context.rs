@@ -187,9 +187,35 @@ impl ContextBuilder {
     }
 }
 
-/// Summary of the last job a context ran.
+/// What one stage of a job did.
+#[derive(Debug, Clone, Default)]
+pub struct StageSummary {
+    /// The stage.
+    pub stage: riffle_planner::ids::StageId,
+    /// Task attempts run.
+    pub tasks: usize,
+    /// Wall time of the stage.
+    pub elapsed: Duration,
+    /// Summed run time of its tasks.
+    pub task_time: Duration,
+    /// Records read by its sources.
+    pub records_read: u64,
+    /// Bytes read from files and shuffle.
+    pub bytes_read: u64,
+    /// Shuffle bytes fetched.
+    pub shuffle_bytes_read: u64,
+    /// Shuffle records written.
+    pub shuffle_records_written: u64,
+    /// Shuffle bytes written.
+    pub shuffle_bytes_written: u64,
+}
+
+/// Summary of the last job a context ran (`ctx.last_job()`); its `Display`
+/// is a table per stage, logged at `info` level when a job ends.
 #[derive(Debug, Clone, Default)]
 pub struct JobSummary {
+    /// Per-stage figures, in the order the stages ran.
+    pub stage_summaries: Vec<StageSummary>,
     /// Stages run.
     pub stages: usize,
     /// Task attempts run (including retries).
@@ -208,6 +234,47 @@ pub struct JobSummary {
     pub tasks_per_executor: std::collections::BTreeMap<ExecutorId, usize>,
     /// Total run time of the tasks (sum over attempts).
     pub task_time: Duration,
+}
+
+impl std::fmt::Display for JobSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "job: {} stages, {} tasks, {:.3} s wall, {:.3} s in tasks, {} executors",
+            self.stages,
+            self.tasks,
+            self.elapsed.as_secs_f64(),
+            self.task_time.as_secs_f64(),
+            self.tasks_per_executor.len()
+        )?;
+        writeln!(
+            f,
+            "{:>9} {:>6} {:>9} {:>10} {:>12} {:>12} {:>12} {:>12}",
+            "stage",
+            "tasks",
+            "wall s",
+            "task s",
+            "records in",
+            "bytes in",
+            "shuffle in",
+            "shuffle out"
+        )?;
+        for s in &self.stage_summaries {
+            writeln!(
+                f,
+                "{:>9} {:>6} {:>9.3} {:>10.3} {:>12} {:>12} {:>12} {:>12}",
+                s.stage.to_string(),
+                s.tasks,
+                s.elapsed.as_secs_f64(),
+                s.task_time.as_secs_f64(),
+                s.records_read,
+                s.bytes_read,
+                s.shuffle_bytes_read,
+                s.shuffle_bytes_written
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The entry point of a Riffle program.

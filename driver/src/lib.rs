@@ -24,7 +24,7 @@ mod executors;
 pub mod launch;
 mod scheduler;
 
-pub use context::{Config, Context, ContextBuilder, JobSummary};
+pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;

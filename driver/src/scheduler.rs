@@ -60,6 +60,7 @@ impl Context {
                 "input lines were not valid UTF-8; invalid bytes were replaced with U+FFFD"
             );
         }
+        tracing::info!("{}", job.summary);
         if let Ok(mut last) = self.inner.last_job.lock() {
             *last = job.summary;
         }
@@ -187,7 +188,18 @@ impl Job<'_> {
             sink,
         };
         self.summary.stages += 1;
-        self.run_tasks(spec, plans).await
+        self.summary
+            .stage_summaries
+            .push(crate::context::StageSummary {
+                stage,
+                ..Default::default()
+            });
+        let started = Instant::now();
+        let outputs = self.run_tasks(spec, plans).await;
+        if let Some(s) = self.summary.stage_summaries.last_mut() {
+            s.elapsed = started.elapsed();
+        }
+        outputs
     }
 
     /// Runs one task per plan on the executors, retrying failures. New
@@ -327,6 +339,20 @@ impl Job<'_> {
         s.bytes_read += m.bytes_read;
         s.shuffle_bytes_written += m.shuffle_bytes_written;
         s.invalid_utf8_lines += m.invalid_utf8_lines;
+        if let Some(stage) = s
+            .stage_summaries
+            .iter_mut()
+            .rev()
+            .find(|st| st.stage == status.id.stage)
+        {
+            stage.tasks += 1;
+            stage.task_time += std::time::Duration::from_micros(m.run_micros);
+            stage.records_read += m.records_read;
+            stage.bytes_read += m.bytes_read;
+            stage.shuffle_bytes_read += m.shuffle_bytes_read;
+            stage.shuffle_records_written += m.shuffle_records_written;
+            stage.shuffle_bytes_written += m.shuffle_bytes_written;
+        }
     }
 
     /// Deletes the job's shuffle output, whatever the outcome.

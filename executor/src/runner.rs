@@ -235,6 +235,11 @@ pub async fn run_task(
                 _ => 0,
             },
             invalid_utf8_lines: c.invalid_utf8_lines.load(Ordering::Relaxed),
+            shuffle_records_written: match &result {
+                Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.rows).sum(),
+                _ => 0,
+            },
+            shuffle_bytes_read: c.shuffle_bytes_read.load(Ordering::Relaxed),
         },
         result,
     }

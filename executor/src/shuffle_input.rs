@@ -100,6 +100,7 @@ impl Iterator for ShuffleBatches {
                 }
                 Some(Ok((block, bytes))) => {
                     Counters::add(&self.ctx.counters.bytes_read, bytes.len() as u64);
+                    Counters::add(&self.ctx.counters.shuffle_bytes_read, bytes.len() as u64);
                     match decode_block(&block.path, bytes) {
                         Ok(arrays) => self.decoded = arrays.into_iter(),
                         Err(e) => {

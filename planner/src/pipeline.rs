@@ -61,6 +61,8 @@ pub struct Counters {
     pub bytes_read: AtomicU64,
     /// Lines that were not valid UTF-8 (decoded with replacement characters).
     pub invalid_utf8_lines: AtomicU64,
+    /// Bytes fetched from shuffle blocks (also counted in `bytes_read`).
+    pub shuffle_bytes_read: AtomicU64,
 }
 
 impl Counters {

@@ -278,6 +278,10 @@ pub struct TaskMetrics {
     pub bytes_read: u64,
     /// Bytes of shuffle output written.
     pub shuffle_bytes_written: u64,
+    /// Records of shuffle output written.
+    pub shuffle_records_written: u64,
+    /// Bytes fetched from shuffle blocks.
+    pub shuffle_bytes_read: u64,
     /// Lines that were not valid UTF-8.
     pub invalid_utf8_lines: u64,
 }

@@ -215,8 +215,9 @@ pub(crate) fn concat_factory<T: Data>(_: &[u8]) -> Built {
 struct VecSource<T>(Types<T>);
 
 impl<T: Data> SourceOp for VecSource<T> {
-    fn open(&self, data: &[u8], _ctx: &TaskContext) -> Result<Partition, PipelineError> {
+    fn open(&self, data: &[u8], ctx: &TaskContext) -> Result<Partition, PipelineError> {
         let values: Vec<T> = decode_record(data)?;
+        riffle_planner::pipeline::Counters::add(&ctx.counters.records_read, values.len() as u64);
         Ok(Partition::new::<T>(Box::new(values.into_iter())))
     }
 }
@@ -520,6 +521,10 @@ pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter
     let ctx = ctx.clone();
     Box::new(batches.flat_map(move |array| {
         let ctx = ctx.clone();
+        riffle_planner::pipeline::Counters::add(
+            &ctx.counters.records_read,
+            arrow_array::Array::len(&array) as u64,
+        );
         let decoded: Vec<T> = decode_array::<T>(&array)
             .map_while(|r| r.map_err(|e| ctx.fail(e)).ok())
             .collect();

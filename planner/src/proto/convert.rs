@@ -56,6 +56,8 @@ impl From<&TaskMetrics> for v1::TaskMetrics {
             bytes_read: m.bytes_read,
             shuffle_bytes_written: m.shuffle_bytes_written,
             invalid_utf8_lines: m.invalid_utf8_lines,
+            shuffle_records_written: m.shuffle_records_written,
+            shuffle_bytes_read: m.shuffle_bytes_read,
         }
     }
 }
@@ -68,6 +70,8 @@ impl From<v1::TaskMetrics> for TaskMetrics {
             bytes_read: m.bytes_read,
             shuffle_bytes_written: m.shuffle_bytes_written,
             invalid_utf8_lines: m.invalid_utf8_lines,
+            shuffle_records_written: m.shuffle_records_written,
+            shuffle_bytes_read: m.shuffle_bytes_read,
         }
     }
 }
