@@ -206,6 +206,22 @@ fn executor_joining_mid_job_gets_tasks_and_a_refused_one_does_no_harm() {
 }
 
 #[test]
+fn a_result_over_the_message_limit_names_the_setting() {
+    let out = Command::new(example("jobs"))
+        .args(["--master", "local-cluster[1,1]", "big-result"])
+        .env("RIFFLE_MAX_MESSAGE_BYTES", "1000000")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RIFFLE_MAX_MESSAGE_BYTES"), "{err}");
+    assert!(err.contains("save_as_text_file"), "{err}");
+    // Within the limit, the same result comes back.
+    let out = jobs(&["--master", "local-cluster[1,1]", "big-result"]);
+    assert_eq!(stdout_of(&out), format!("{}\n", 3 << 20));
+}
+
+#[test]
 fn a_lost_executor_costs_only_its_tasks() {
     let mut procs = Processes::default();
     let port = free_port();
