@@ -58,6 +58,8 @@ pub use riffle_driver::{
     Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary, Master,
 };
 pub use riffle_sql as sql;
+/// Arrow, as used by Riffle's SQL results.
+pub use riffle_sql::datafusion::arrow;
 
 /// Everything a job needs: `use riffle::prelude::*;`.
 pub mod prelude {

@@ -300,6 +300,8 @@ pub(crate) struct ContextInner {
     next_job: AtomicU32,
     next_shuffle: AtomicU32,
     pub(crate) last_job: Mutex<JobSummary>,
+    /// The SQL session, created on first use.
+    pub(crate) sql: std::sync::OnceLock<riffle_sql::datafusion::prelude::SessionContext>,
 }
 
 impl Drop for ContextInner {
@@ -386,6 +388,7 @@ impl Context {
             next_job: AtomicU32::new(0),
             next_shuffle: AtomicU32::new(0),
             last_job: Mutex::new(JobSummary::default()),
+            sql: std::sync::OnceLock::new(),
         };
         match master {
             Master::Embedded { slots } => {

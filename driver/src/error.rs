@@ -60,6 +60,14 @@ pub enum DriverError {
         /// How to start one.
         hint: String,
     },
+    /// A SQL statement failed to parse, plan or run.
+    #[error("SQL error in `{statement}`: {message}")]
+    Sql {
+        /// The statement (shortened).
+        statement: String,
+        /// DataFusion's message, with the position where it has one.
+        message: String,
+    },
     /// A bad configuration value (master string, option).
     #[error("configuration: {0}")]
     Config(String),

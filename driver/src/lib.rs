@@ -23,8 +23,10 @@ pub mod error;
 mod executors;
 pub mod launch;
 mod scheduler;
+pub mod sql;
 
 pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;
+pub use sql::SqlFrame;

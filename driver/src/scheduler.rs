@@ -559,3 +559,109 @@ impl StageBuilder<'_> {
         })
     }
 }
+
+impl Context {
+    /// Runs the stages of a distributed SQL plan (producers first) and
+    /// returns the result stage's batches, in partition order.
+    pub(crate) fn run_sql(
+        &self,
+        stages: Vec<riffle_sql::stages::SqlStage>,
+    ) -> Result<Vec<arrow_array::RecordBatch>, DriverError> {
+        let started = Instant::now();
+        let mut job = Job {
+            ctx: self,
+            id: self.next_job_id(),
+            map_outputs: HashMap::new(),
+            next_stage: 0,
+            summary: JobSummary::default(),
+        };
+        let result = self.inner.runtime.block_on(async {
+            let outcome = job.run_sql_stages(stages).await;
+            job.cleanup().await;
+            outcome
+        });
+        job.summary.elapsed = started.elapsed();
+        tracing::info!("{}", job.summary);
+        if let Ok(mut last) = self.inner.last_job.lock() {
+            *last = job.summary;
+        }
+        result
+    }
+}
+
+impl Job<'_> {
+    async fn run_sql_stages(
+        &mut self,
+        stages: Vec<riffle_sql::stages::SqlStage>,
+    ) -> Result<Vec<arrow_array::RecordBatch>, DriverError> {
+        use riffle_planner::task::SqlOutput;
+        let plan_error =
+            |e: riffle_sql::datafusion::error::DataFusionError| DriverError::Plan(e.to_string());
+        let mut batches = Vec::new();
+        for stage in stages {
+            let tasks = stage.tasks();
+            let plan =
+                riffle_sql::stages::resolve(stage.plan, &self.map_outputs).map_err(plan_error)?;
+            let bytes = riffle_sql::codec::encode_plan(plan).map_err(plan_error)?;
+            let output = match stage.shuffle {
+                Some(shuffle) => SqlOutput::Shuffle { shuffle },
+                None => SqlOutput::Result,
+            };
+            let id = StageId(self.next_stage);
+            self.next_stage += 1;
+            self.summary.stages += 1;
+            self.summary
+                .stage_summaries
+                .push(crate::context::StageSummary {
+                    stage: id,
+                    ..Default::default()
+                });
+            let spec = StageSpec {
+                job: self.id,
+                stage: id,
+                ops: Vec::new(),
+                sink: StageSink::Sql {
+                    plan: bytes,
+                    output,
+                },
+            };
+            let plans = (0..tasks as u32)
+                .map(|partition| PartitionPlan::Sql { partition })
+                .collect();
+            let started = Instant::now();
+            let outputs = self.run_tasks(spec, plans).await?;
+            if let Some(s) = self.summary.stage_summaries.last_mut() {
+                s.elapsed = started.elapsed();
+            }
+            match stage.shuffle {
+                Some(shuffle) => {
+                    let statuses = outputs
+                        .into_iter()
+                        .map(|o| match o {
+                            TaskOutput::Shuffle(status) => Ok(status),
+                            _ => Err(DriverError::Internal(
+                                "SQL map task returned no map status".into(),
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    self.map_outputs.insert(shuffle, statuses);
+                }
+                None => {
+                    for output in outputs {
+                        let bytes = result_bytes(output)?;
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                        let decoded = riffle_shuffle::reader::decode_batches(
+                            "result",
+                            bytes::Bytes::from(bytes),
+                        )
+                        .map_err(|e| DriverError::Internal(e.to_string()))?;
+                        batches.extend(decoded);
+                    }
+                }
+            }
+        }
+        Ok(batches)
+    }
+}

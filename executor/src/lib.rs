@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod rpc;
 pub mod runner;
 pub mod shuffle_input;
+pub mod sql;
 pub mod text;
 pub mod worker;
 
@@ -80,6 +81,8 @@ pub struct Executor {
     env: Arc<ExecutorEnv>,
     slots: usize,
     stages: Mutex<HashMap<(JobId, StageId), Arc<StageRuntime>>>,
+    /// The SQL engine, started with the first SQL stage.
+    sql: std::sync::OnceLock<sql::SqlEngine>,
 }
 
 impl Executor {
@@ -106,6 +109,7 @@ impl Executor {
             }),
             slots: slots.max(1),
             stages: Mutex::new(HashMap::new()),
+            sql: std::sync::OnceLock::new(),
         })
     }
 
@@ -124,8 +128,15 @@ impl Executor {
         let spec: StageSpec = decode(bytes).map_err(ExecutorError::BadMessage)?;
         let key = (spec.job, spec.stage);
         let stage = spec.stage;
-        let runtime =
-            StageRuntime::new(spec).map_err(|source| ExecutorError::Stage { stage, source })?;
+        let engine = match &spec.sink {
+            riffle_planner::task::StageSink::Sql { .. } => Some(
+                self.sql_engine()
+                    .map_err(|source| ExecutorError::Stage { stage, source })?,
+            ),
+            _ => None,
+        };
+        let runtime = StageRuntime::new(spec, engine)
+            .map_err(|source| ExecutorError::Stage { stage, source })?;
         if let Ok(mut stages) = self.stages.lock() {
             stages.insert(key, Arc::new(runtime));
         }
@@ -165,6 +176,15 @@ impl Executor {
                 job: key.0,
                 stage: key.1,
             })?;
-        Ok(runner::run_task(&self.env, stage, task).await)
+        Ok(runner::run_task(&self.env, self.sql.get(), stage, task).await)
+    }
+
+    /// The SQL engine, started on first use.
+    fn sql_engine(&self) -> Result<&sql::SqlEngine, PipelineError> {
+        if let Some(engine) = self.sql.get() {
+            return Ok(engine);
+        }
+        let engine = sql::SqlEngine::new(&self.env, self.slots)?;
+        Ok(self.sql.get_or_init(|| engine))
     }
 }

@@ -70,6 +70,8 @@ impl Op {
 pub struct StageRuntime {
     spec: StageSpec,
     ops: Vec<Op>,
+    /// The decoded fragment of a SQL stage.
+    sql: Option<Arc<dyn riffle_sql::datafusion::physical_plan::ExecutionPlan>>,
 }
 
 /// What the CPU side of a task produced.
@@ -80,13 +82,25 @@ enum CpuOutput {
 
 impl StageRuntime {
     /// Instantiates every operator of `spec`.
-    pub fn new(spec: StageSpec) -> Result<Self, PipelineError> {
+    pub fn new(
+        spec: StageSpec,
+        sql: Option<&crate::sql::SqlEngine>,
+    ) -> Result<Self, PipelineError> {
         let ops = spec
             .ops
             .iter()
             .map(Op::instantiate)
             .collect::<Result<_, _>>()?;
-        Ok(StageRuntime { spec, ops })
+        let sql = match (&spec.sink, sql) {
+            (StageSink::Sql { plan, .. }, Some(engine)) => Some(engine.decode(plan)?),
+            (StageSink::Sql { .. }, None) => {
+                return Err(PipelineError::Internal(
+                    "no SQL engine for a SQL stage".into(),
+                ));
+            }
+            _ => None,
+        };
+        Ok(StageRuntime { spec, ops, sql })
     }
 
     fn op(&self, index: OpIndex) -> Result<&Op, PipelineError> {
@@ -144,6 +158,9 @@ impl StageRuntime {
                     _ => Err(self.wrong_role(op, "narrow operator")),
                 }
             }
+            PartitionPlan::Sql { .. } => Err(PipelineError::Internal(
+                "a SQL task in a Dataset stage".into(),
+            )),
             PartitionPlan::Concat { op, inputs } => {
                 let parts = inputs
                     .into_iter()
@@ -177,6 +194,9 @@ impl StageRuntime {
                 }
                 _ => Err(self.wrong_role(*writer, "shuffle writer")),
             },
+            StageSink::Sql { .. } => Err(PipelineError::Internal(
+                "a SQL stage on the Dataset path".into(),
+            )),
             StageSink::Result { op } | StageSink::SaveText { op, .. } => match self.op(*op)? {
                 Op::Result(r) => Ok(CpuOutput::Bytes(r.finish(partition, ctx)?)),
                 _ => Err(self.wrong_role(*op, "result operator")),
@@ -189,12 +209,35 @@ impl StageRuntime {
 /// panic in user code becomes a `User` failure naming the task.
 pub async fn run_task(
     env: &Arc<ExecutorEnv>,
+    sql: Option<&crate::sql::SqlEngine>,
     stage: Arc<StageRuntime>,
     task: TaskSpec,
 ) -> TaskStatus {
     let started = Instant::now();
     let ctx = TaskContext::default();
     let id = task.id;
+    if let (StageSink::Sql { output, .. }, Some(plan), Some(engine)) =
+        (&stage.spec.sink, &stage.sql, sql)
+    {
+        let result = engine.run(env, plan.clone(), *output, id).await;
+        return TaskStatus {
+            id,
+            executor: env.id,
+            metrics: TaskMetrics {
+                run_micros: started.elapsed().as_micros() as u64,
+                shuffle_bytes_written: match &result {
+                    Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.len).sum(),
+                    _ => 0,
+                },
+                shuffle_records_written: match &result {
+                    Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.rows).sum(),
+                    _ => 0,
+                },
+                ..TaskMetrics::default()
+            },
+            result,
+        };
+    }
     let cpu = {
         let (env, stage, ctx) = (env.clone(), stage.clone(), ctx.clone());
         run_cpu(&env.pool.clone(), move || {

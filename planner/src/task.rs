@@ -74,6 +74,27 @@ pub enum StageSink {
         /// The output directory URL.
         dir: String,
     },
+    /// A SQL fragment: a DataFusion physical plan encoded by riffle-sql.
+    /// Each task runs one partition of it ([`PartitionPlan::Sql`]); `ops`
+    /// is empty.
+    Sql {
+        /// The encoded fragment.
+        plan: Vec<u8>,
+        /// What its tasks produce.
+        output: SqlOutput,
+    },
+}
+
+/// What the tasks of a SQL stage produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlOutput {
+    /// Arrow IPC bytes of the partition's batches, for the driver.
+    Result,
+    /// Shuffle output: the fragment's root is a shuffle writer.
+    Shuffle {
+        /// The shuffle written.
+        shuffle: ShuffleId,
+    },
 }
 
 /// How to compute one partition of a stage.
@@ -101,6 +122,11 @@ pub enum PartitionPlan {
         op: OpIndex,
         /// Its input.
         input: Box<PartitionPlan>,
+    },
+    /// One partition of a SQL stage's fragment.
+    Sql {
+        /// The partition.
+        partition: u32,
     },
     /// Several parent partitions read one after the other (`coalesce`),
     /// chained by a `ConcatOp`.

@@ -2,7 +2,7 @@
 
 use crate::error::ShuffleError;
 use crate::layout::ShuffleStore;
-use arrow_array::{Array, BinaryArray};
+use arrow_array::{Array, BinaryArray, RecordBatch};
 use arrow_ipc::reader::StreamReader;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -40,25 +40,35 @@ pub fn fetch_blocks(
         .buffered(in_flight.max(1))
 }
 
-/// Decodes one block (a complete IPC stream) into record arrays.
-pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, ShuffleError> {
+/// Decodes one block (a complete IPC stream) into record batches.
+pub fn decode_batches(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, ShuffleError> {
     let corrupt = |message: String| ShuffleError::Corrupt {
         path: path.to_string(),
         message,
     };
     let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| corrupt(e.to_string()))?;
-    let mut arrays = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-        let column = batch
-            .columns()
-            .first()
-            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-            .ok_or_else(|| corrupt("block does not hold a binary record column".into()))?;
-        arrays.push(column.clone());
-    }
-    Ok(arrays)
+    reader
+        .map(|batch| batch.map_err(|e| corrupt(e.to_string())))
+        .collect()
+}
+
+/// Decodes one block of encoded records into their binary arrays.
+pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, ShuffleError> {
+    decode_batches(path, bytes)?
+        .into_iter()
+        .map(|batch| {
+            batch
+                .columns()
+                .first()
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .cloned()
+                .ok_or_else(|| ShuffleError::Corrupt {
+                    path: path.to_string(),
+                    message: "block does not hold a binary record column".into(),
+                })
+        })
+        .collect()
 }
 
 /// Reads a map task's index object (used to validate outputs).

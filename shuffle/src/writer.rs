@@ -29,27 +29,47 @@ pub struct EncodedMapOutput {
     pub blocks: Vec<BlockInfo>,
 }
 
-/// Encodes one array per reduce partition (CPU work: call it from the rayon
-/// side). Empty partitions take no bytes.
+/// Encodes one array of encoded records per reduce partition (CPU work:
+/// call it from the rayon side). Empty partitions take no bytes.
 pub fn encode_map_output(partitions: Vec<BinaryArray>) -> Result<EncodedMapOutput, ShuffleError> {
+    let batches = partitions
+        .into_iter()
+        .map(|array| {
+            if array.is_empty() {
+                return Ok(Vec::new());
+            }
+            RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(array) as ArrayRef])
+                .map(|b| vec![b])
+                .map_err(|e| ShuffleError::Encode(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    encode_batches(&RECORD_SCHEMA, batches)
+}
+
+/// Encodes the record batches of each reduce partition, of any schema, as
+/// one complete LZ4 Arrow IPC stream per non-empty partition.
+pub fn encode_batches(
+    schema: &SchemaRef,
+    partitions: Vec<Vec<RecordBatch>>,
+) -> Result<EncodedMapOutput, ShuffleError> {
     let options = IpcWriteOptions::default()
         .try_with_compression(Some(CompressionType::LZ4_FRAME))
         .map_err(|e| ShuffleError::Encode(e.to_string()))?;
     let mut data = Vec::new();
     let mut blocks = Vec::with_capacity(partitions.len());
-    for array in partitions {
+    for batches in partitions {
         let offset = data.len() as u64;
-        let rows = array.len() as u64;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if rows > 0 {
-            let batch =
-                RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(array) as ArrayRef])
+            let mut writer = StreamWriter::try_new_with_options(&mut data, schema, options.clone())
+                .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+            for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+                writer
+                    .write(batch)
                     .map_err(|e| ShuffleError::Encode(e.to_string()))?;
-            let mut writer =
-                StreamWriter::try_new_with_options(&mut data, &RECORD_SCHEMA, options.clone())
-                    .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+            }
             writer
-                .write(&batch)
-                .and_then(|_| writer.finish())
+                .finish()
                 .map_err(|e| ShuffleError::Encode(e.to_string()))?;
         }
         blocks.push(BlockInfo {

@@ -1,10 +1,26 @@
-//! Riffle SQL: the Hive-compatible pieces of the SQL layer.
+//! riffle-sql: SQL on Riffle's stages, tasks and shuffle store.
 //!
-//! - [`java_regex`]: Java regular expressions (`java.util.regex.Pattern`,
-//!   `Matcher.matches()`) translated to the `regex` crate, for Hive
-//!   `RegexSerDe` table definitions.
-//! - [`cloudfront`]: the CloudFront access-log table of the AWS Hive/EMR
-//!   tutorial, parsed exactly as `RegexSerDe` does, with a fast path.
+//! DataFusion parses, plans and optimizes; Riffle cuts the physical plan
+//! into stages at its exchanges ([`stages`]), replaces each exchange with a
+//! shuffle write and a shuffle read ([`exec`]), ships each stage's fragment
+//! with datafusion-proto ([`codec`]) and runs one task per partition
+//! ([`engine`]).
+//!
+//! ```text
+//!  SQL -> DataFusion physical plan -> stages::split -> [ShuffleWriterExec(frag) ..., result frag]
+//!        each stage: codec::encode_plan -> tasks -> engine::run_fragment(partition)
+//! ```
+//!
+//! Hive compatibility: [`java_regex`] translates Java regular expressions
+//! (`Matcher.matches()` semantics) for `RegexSerDe` tables, and
+//! [`cloudfront`] parses the CloudFront access-log table of the AWS
+//! Hive/EMR tutorial exactly as `RegexSerDe` does, with a fast path.
 
 pub mod cloudfront;
+pub mod codec;
+pub mod engine;
+pub mod exec;
 pub mod java_regex;
+pub mod stages;
+
+pub use datafusion;

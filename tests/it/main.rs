@@ -8,5 +8,6 @@ mod cluster;
 mod dataset;
 mod examples;
 mod s3;
+mod sql;
 mod text_input;
 mod wire;

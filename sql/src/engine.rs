@@ -1,0 +1,136 @@
+//! Running SQL fragments: the DataFusion session of a process (driver or
+//! executor) and one partition of a fragment as a task.
+
+use crate::exec::ShuffleWriterExec;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use riffle_shuffle::ShuffleStore;
+use riffle_shuffle::stores::ObjectStores;
+use std::sync::Arc;
+use url::Url;
+
+/// The shuffle store, as a session-config extension that
+/// `ShuffleReaderExec` finds at run time.
+#[derive(Debug)]
+pub struct ShuffleContext {
+    /// Where shuffle objects are.
+    pub store: ShuffleStore,
+}
+
+/// DataFusion's object-store lookups, answered by Riffle's store table
+/// (so `s3://` URLs work the same for Dataset jobs and SQL).
+#[derive(Debug)]
+struct Stores(ObjectStores);
+
+impl ObjectStoreRegistry for Stores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.0.register(url, store);
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        self.0
+            .resolve(url)
+            .map(|(store, _)| store)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+/// A DataFusion session reading through `stores` and shuffling through
+/// `shuffle`, planning `target_partitions` partitions per exchange.
+pub fn new_session(
+    target_partitions: usize,
+    stores: ObjectStores,
+    shuffle: ShuffleStore,
+) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_target_partitions(target_partitions.max(1))
+        .with_information_schema(true)
+        .with_extension(Arc::new(ShuffleContext { store: shuffle }));
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(Stores(stores)))
+        .build_arc()?;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// What one partition of a fragment produced.
+pub enum FragmentOutput {
+    /// A map task: batches per reduce partition.
+    Shuffle {
+        /// Their schema.
+        schema: SchemaRef,
+        /// Batches of each reduce partition.
+        partitions: Vec<Vec<RecordBatch>>,
+    },
+    /// A result task: its batches.
+    Result {
+        /// Their schema.
+        schema: SchemaRef,
+        /// The batches.
+        batches: Vec<RecordBatch>,
+    },
+}
+
+/// Runs partition `partition` of `plan` to completion.
+pub async fn run_fragment(
+    plan: Arc<dyn ExecutionPlan>,
+    partition: usize,
+    ctx: &SessionContext,
+) -> Result<FragmentOutput> {
+    let task_ctx = ctx.task_ctx();
+    if let Some(writer) = plan.downcast_ref::<ShuffleWriterExec>() {
+        let input = writer.input().clone();
+        let n = writer.output_partitions();
+        let schema = input.schema();
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        let mut stream = input.execute(partition, task_ctx)?;
+        match writer.partitioning() {
+            Partitioning::UnknownPartitioning(_) => {
+                while let Some(batch) = stream.next().await {
+                    partitions[0].push(batch?);
+                }
+            }
+            partitioning => {
+                let inputs = input.output_partitioning().partition_count();
+                let mut partitioner = BatchPartitioner::try_new(
+                    partitioning.clone(),
+                    Time::new(),
+                    partition,
+                    inputs,
+                )?;
+                while let Some(batch) = stream.next().await {
+                    for piece in partitioner.partition_iter(batch?)? {
+                        let (p, piece) = piece?;
+                        partitions[p].push(piece);
+                    }
+                }
+            }
+        }
+        return Ok(FragmentOutput::Shuffle { schema, partitions });
+    }
+    let schema = plan.schema();
+    let mut stream = plan.execute(partition, task_ctx)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch?);
+    }
+    Ok(FragmentOutput::Result { schema, batches })
+}

@@ -1,0 +1,203 @@
+//! The leaf of a consuming stage.
+
+use crate::engine::ShuffleContext;
+use arrow_schema::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use riffle_planner::ids::ShuffleId;
+use riffle_planner::task::{BlockLocation, MapStatus};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How a reader's partitions map onto the blocks of its shuffle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReaderLayout {
+    /// Partition `r` reads reduce partition `r` of every map task.
+    ByReducePartition,
+    /// Partition `m` reads all that map task `m` wrote (to reduce partition
+    /// 0): the separate sorted runs a merge needs.
+    PerMapTask,
+}
+
+/// Reads one shuffle. Created unresolved by the stage splitter; the driver
+/// fills in the exact block locations ([`ShuffleReaderExec::resolve`])
+/// before the consuming stage runs.
+#[derive(Debug)]
+pub struct ShuffleReaderExec {
+    shuffle: ShuffleId,
+    schema: SchemaRef,
+    layout: ReaderLayout,
+    /// Blocks of each output partition (empty lists until resolved).
+    partitions: Vec<Vec<BlockLocation>>,
+    cache: Arc<PlanProperties>,
+}
+
+impl ShuffleReaderExec {
+    /// A reader of `shuffle` with `partitions` partitions, not resolved yet.
+    pub fn unresolved(
+        shuffle: ShuffleId,
+        schema: SchemaRef,
+        layout: ReaderLayout,
+        partitions: usize,
+    ) -> Self {
+        Self::with_blocks(shuffle, schema, layout, vec![Vec::new(); partitions])
+    }
+
+    /// A reader with known block locations.
+    pub fn with_blocks(
+        shuffle: ShuffleId,
+        schema: SchemaRef,
+        layout: ReaderLayout,
+        partitions: Vec<Vec<BlockLocation>>,
+    ) -> Self {
+        let cache = super::properties(schema.clone(), partitions.len());
+        ShuffleReaderExec {
+            shuffle,
+            schema,
+            layout,
+            partitions,
+            cache,
+        }
+    }
+
+    /// The shuffle read.
+    pub fn shuffle(&self) -> ShuffleId {
+        self.shuffle
+    }
+
+    /// The partition layout.
+    pub fn layout(&self) -> ReaderLayout {
+        self.layout
+    }
+
+    /// Block locations per partition.
+    pub fn blocks(&self) -> &[Vec<BlockLocation>] {
+        &self.partitions
+    }
+
+    /// This reader with the block locations of the finished map tasks.
+    pub fn resolve(&self, statuses: &[MapStatus]) -> ShuffleReaderExec {
+        let location = |m: usize, status: &MapStatus, r: usize| {
+            status
+                .blocks
+                .get(r)
+                .filter(|b| b.len > 0)
+                .map(|b| BlockLocation {
+                    path: status.data_path.clone(),
+                    map_partition: m as u32,
+                    offset: b.offset,
+                    len: b.len,
+                })
+        };
+        let partitions = match self.layout {
+            ReaderLayout::ByReducePartition => (0..self.partitions.len())
+                .map(|r| {
+                    statuses
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(m, s)| location(m, s, r))
+                        .collect()
+                })
+                .collect(),
+            ReaderLayout::PerMapTask => statuses
+                .iter()
+                .enumerate()
+                .map(|(m, s)| location(m, s, 0).into_iter().collect())
+                .collect(),
+        };
+        Self::with_blocks(self.shuffle, self.schema.clone(), self.layout, partitions)
+    }
+}
+
+impl DisplayAs for ShuffleReaderExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layout = match self.layout {
+            ReaderLayout::ByReducePartition => "by reduce partition",
+            ReaderLayout::PerMapTask => "per map task",
+        };
+        write!(
+            f,
+            "ShuffleReaderExec: {}, {} partitions ({layout})",
+            self.shuffle,
+            self.partitions.len()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReaderExec {
+    fn name(&self) -> &str {
+        "ShuffleReaderExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.cache
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let blocks = self.partitions.get(partition).cloned().ok_or_else(|| {
+            DataFusionError::Internal(format!("{} has no partition {partition}", self.shuffle))
+        })?;
+        let store = context
+            .session_config()
+            .get_extension::<ShuffleContext>()
+            .ok_or_else(|| DataFusionError::Internal("no shuffle store in this session".into()))?
+            .store
+            .clone();
+        let shuffle = self.shuffle;
+        // Blocks are fetched with bounded concurrency and decoded as they arrive.
+        let stream = riffle_shuffle::reader::fetch_blocks(&store, blocks, 8)
+            .map(move |item| {
+                let (block, bytes) = item.map_err(|e| {
+                    DataFusionError::External(Box::new(
+                        riffle_planner::PipelineError::FetchFailed {
+                            shuffle,
+                            map_partition: 0,
+                            message: e.to_string(),
+                        },
+                    ))
+                })?;
+                riffle_shuffle::reader::decode_batches(&block.path, bytes)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .flat_map(|batches: Result<Vec<_>>| {
+                futures::stream::iter(match batches {
+                    Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}

@@ -1,0 +1,170 @@
+//! Cutting a DataFusion physical plan into stages at its exchanges.
+//!
+//! DataFusion exchanges data between partitions in `RepartitionExec`
+//! (hash or round-robin) and gathers partitions in `CoalescePartitionsExec`
+//! and `SortPreservingMergeExec`. Executed as one task per partition, any
+//! of these would make every task recompute all of its input, so each
+//! becomes a stage boundary:
+//!
+//! - `RepartitionExec(p, n)` over `input`: the producer stage is
+//!   `ShuffleWriterExec(input, p)`; the consumer reads a
+//!   `ShuffleReaderExec` with `n` partitions (one per reduce partition).
+//! - `CoalescePartitionsExec` / `SortPreservingMergeExec` over an input of
+//!   `m > 1` partitions: the producer writes everything of each input
+//!   partition to reduce partition 0; the gathering node stays in the
+//!   consumer, over a reader with `m` partitions, one per map task (so a
+//!   merge still sees `m` sorted runs).
+//!
+//! Stages are returned producers first; the last one is the result stage.
+
+use crate::exec::{ReaderLayout, ShuffleReaderExec, ShuffleWriterExec};
+use datafusion::common::Result;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, Partitioning, replace_children_if_necessary,
+};
+use riffle_planner::ids::ShuffleId;
+use riffle_planner::task::MapStatus;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One stage of a distributed SQL plan.
+#[derive(Debug, Clone)]
+pub struct SqlStage {
+    /// The shuffle it writes; `None` for the result stage.
+    pub shuffle: Option<ShuffleId>,
+    /// Its fragment (a `ShuffleWriterExec` at the root of a map stage).
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+impl SqlStage {
+    /// Number of tasks: one per partition of the fragment.
+    pub fn tasks(&self) -> usize {
+        self.plan.output_partitioning().partition_count()
+    }
+}
+
+/// Cuts `plan` into stages, naming shuffles with `next_shuffle`.
+pub fn split(
+    plan: Arc<dyn ExecutionPlan>,
+    next_shuffle: &mut dyn FnMut() -> ShuffleId,
+) -> Result<Vec<SqlStage>> {
+    let mut stages = Vec::new();
+    let root = cut(plan, &mut stages, next_shuffle)?;
+    stages.push(SqlStage {
+        shuffle: None,
+        plan: root,
+    });
+    Ok(stages)
+}
+
+fn cut(
+    plan: Arc<dyn ExecutionPlan>,
+    stages: &mut Vec<SqlStage>,
+    next_shuffle: &mut dyn FnMut() -> ShuffleId,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let children = plan
+        .children()
+        .into_iter()
+        .map(|c| cut(c.clone(), stages, next_shuffle))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = replace_children_if_necessary(plan, children)?;
+
+    if let Some(repartition) = plan.downcast_ref::<RepartitionExec>()
+        && !repartition.preserve_order()
+    {
+        let n = match repartition.partitioning() {
+            Partitioning::Hash(_, n) | Partitioning::RoundRobinBatch(n) => *n,
+            // Other partitionings stay inside the stage (correct, if slower).
+            _ => return Ok(plan),
+        };
+        let input = repartition.input().clone();
+        let shuffle = next_shuffle();
+        let schema = input.schema();
+        stages.push(SqlStage {
+            shuffle: Some(shuffle),
+            plan: Arc::new(ShuffleWriterExec::new(
+                input,
+                repartition.partitioning().clone(),
+            )),
+        });
+        return Ok(Arc::new(ShuffleReaderExec::unresolved(
+            shuffle,
+            schema,
+            ReaderLayout::ByReducePartition,
+            n,
+        )));
+    }
+
+    let gathers = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();
+    if gathers && let Some(input) = plan.children().first().map(|c| (*c).clone()) {
+        let m = input.output_partitioning().partition_count();
+        if m > 1 {
+            let shuffle = next_shuffle();
+            let schema = input.schema();
+            stages.push(SqlStage {
+                shuffle: Some(shuffle),
+                plan: Arc::new(ShuffleWriterExec::new(
+                    input,
+                    Partitioning::UnknownPartitioning(1),
+                )),
+            });
+            let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
+                shuffle,
+                schema,
+                ReaderLayout::PerMapTask,
+                m,
+            ));
+            return replace_children_if_necessary(plan, vec![reader]);
+        }
+    }
+    Ok(plan)
+}
+
+/// Fills every shuffle reader of `plan` with the block locations of its
+/// finished map stage.
+pub fn resolve(
+    plan: Arc<dyn ExecutionPlan>,
+    outputs: &HashMap<ShuffleId, Vec<MapStatus>>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(reader) = plan.downcast_ref::<ShuffleReaderExec>() {
+        let statuses = outputs.get(&reader.shuffle()).ok_or_else(|| {
+            datafusion::common::DataFusionError::Internal(format!(
+                "{} was not computed before its reader",
+                reader.shuffle()
+            ))
+        })?;
+        return Ok(Arc::new(reader.resolve(statuses)));
+    }
+    let children = plan
+        .children()
+        .into_iter()
+        .map(|c| resolve(c.clone(), outputs))
+        .collect::<Result<Vec<_>>>()?;
+    replace_children_if_necessary(plan, children)
+}
+
+/// A readable rendering of the stages, for `EXPLAIN`.
+pub fn display(stages: &[SqlStage]) -> String {
+    use datafusion::physical_plan::displayable;
+    let mut out = String::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let what = match stage.shuffle {
+            Some(s) => format!("writes {s}"),
+            None => "result".to_string(),
+        };
+        out.push_str(&format!("Stage {i} ({what}, {} tasks):\n", stage.tasks()));
+        for line in displayable(stage.plan.as_ref())
+            .indent(false)
+            .to_string()
+            .lines()
+        {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
