@@ -19,6 +19,7 @@
 //! command-line tool. See `ARCHITECTURE.md` for where everything lives.
 
 pub mod datagen;
+pub mod tpch;
 
 /// Call first thing in `main` of every job binary. In a process started as
 /// an executor (`--executor --driver URL`, or `RIFFLE_ROLE=executor`, as
@@ -56,6 +57,7 @@ pub fn init_logging() {
 
 pub use riffle_driver::{
     Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary, Master,
+    StatementOutput,
 };
 pub use riffle_sql as sql;
 /// Arrow, as used by Riffle's SQL results.

@@ -9,6 +9,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod shell;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run SQL: statements from -e or -f, or an interactive shell.
+    Sql {
+        /// Where tasks run: local, local[N], local-cluster[E,C], riffle://HOST:PORT.
+        #[arg(long, default_value = "local")]
+        master: String,
+        /// A variable for `${NAME}` in the statements, as NAME=VALUE.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Statements to run.
+        #[arg(short = 'e', conflicts_with = "file")]
+        execute: Option<String>,
+        /// A file of statements to run.
+        #[arg(short = 'f')]
+        file: Option<PathBuf>,
+        /// How to print results.
+        #[arg(long, value_enum, default_value = "table")]
+        format: shell::Format,
+    },
     /// Run an executor that registers with a driver (for SQL-only work; a
     /// job binary runs its own executors with `--executor --driver URL`).
     Executor {
@@ -85,6 +105,32 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Sql {
+            master,
+            vars,
+            execute,
+            file,
+            format,
+        } => {
+            let vars = vars
+                .iter()
+                .map(|v| {
+                    v.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--var {v:?} is not NAME=VALUE"))
+                })
+                .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
+            let ctx = riffle::Context::new(&master)?;
+            match (execute, file) {
+                (Some(sql), _) => shell::run_script(&ctx, &sql, &vars, format),
+                (None, Some(path)) => {
+                    let script = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    shell::run_script(&ctx, &script, &vars, format)
+                }
+                (None, None) => shell::interactive(&ctx, &vars, format),
+            }
+        }
         Command::Executor {
             driver,
             cores,

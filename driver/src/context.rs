@@ -6,9 +6,6 @@ use crate::dataset::{Data, Dataset, Node, NodeKind};
 use crate::error::DriverError;
 use crate::executors::Backend;
 use crate::launch::{Children, Master, random_secret, serve, wait_for_executors};
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
 use riffle_executor::Executor;
 use riffle_executor::rpc::{Auth, check_bind};
 use riffle_planner::function::FnRef;
@@ -622,66 +619,14 @@ impl Context {
 
     /// The files (URL, size) a path, directory or glob names, sorted.
     async fn list_input(&self, path: &str) -> Result<Vec<(String, u64)>, DriverError> {
-        let input_err = |message: String| DriverError::Input {
-            path: path.to_string(),
-            message,
-        };
-        let url = ObjectStores::to_url(path).map_err(|e| input_err(e.message))?;
-        let (store, object) = self
-            .inner
+        self.inner
             .stores
-            .resolve(&url)
-            .map_err(|e| input_err(e.message))?;
-        let base = format!("{}://{}", url.scheme(), url.authority());
-        let file_url = |p: &Path| format!("{base}/{p}");
-        let is_glob = object.as_ref().contains(['*', '?', '[', '{']);
-        let mut files = Vec::new();
-        if is_glob {
-            let text = object.as_ref();
-            let literal = &text[..text.find(['*', '?', '[', '{']).unwrap_or(text.len())];
-            let prefix = Path::from(&literal[..literal.rfind('/').unwrap_or(0)]);
-            let glob = globset::GlobBuilder::new(text)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| input_err(format!("bad glob: {e}")))?
-                .compile_matcher();
-            let listed: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| input_err(e.to_string()))?;
-            for meta in listed {
-                if glob.is_match(meta.location.as_ref()) {
-                    files.push((file_url(&meta.location), meta.size));
-                }
-            }
-            if files.is_empty() {
-                return Err(input_err("no file matches this pattern".into()));
-            }
-        } else {
-            match store.head(&object).await {
-                Ok(meta) => files.push((file_url(&meta.location), meta.size)),
-                Err(object_store::Error::NotFound { .. }) => {
-                    let listed: Vec<_> = store
-                        .list(Some(&object))
-                        .try_collect()
-                        .await
-                        .map_err(|e| input_err(e.to_string()))?;
-                    for meta in listed {
-                        let name = meta.location.filename().unwrap_or_default();
-                        if !name.starts_with('.') && !name.starts_with('_') {
-                            files.push((file_url(&meta.location), meta.size));
-                        }
-                    }
-                    if files.is_empty() {
-                        return Err(input_err("no such file or directory".into()));
-                    }
-                }
-                Err(e) => return Err(input_err(e.to_string())),
-            }
-        }
-        files.sort();
-        Ok(files)
+            .list_files(path)
+            .await
+            .map_err(|e| DriverError::Input {
+                path: e.url,
+                message: e.message,
+            })
     }
 }
 

@@ -29,4 +29,4 @@ pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;
-pub use sql::SqlFrame;
+pub use sql::{SqlFrame, StatementOutput};

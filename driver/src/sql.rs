@@ -159,3 +159,167 @@ impl SqlFrame {
         Arc::new(self.frame.schema().as_arrow().clone())
     }
 }
+
+/// What one statement of a script produced.
+#[derive(Debug, Clone)]
+pub struct StatementOutput {
+    /// The statement as run (after variable substitution).
+    pub statement: String,
+    /// Its result rows (none for DDL and `INSERT OVERWRITE DIRECTORY`).
+    pub batches: Vec<RecordBatch>,
+    /// Whether the statement is a query whose rows should be shown.
+    pub returns_rows: bool,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+impl Context {
+    /// Runs a script of `;`-separated statements after replacing
+    /// `${NAME}` with `vars`, stopping at the first error. Besides what
+    /// DataFusion accepts, it runs Hive's `CREATE EXTERNAL TABLE ... ROW
+    /// FORMAT SERDE '...RegexSerDe'` and `INSERT OVERWRITE DIRECTORY`.
+    pub fn run_script(
+        &self,
+        script: &str,
+        vars: &std::collections::HashMap<String, String>,
+    ) -> Result<Vec<StatementOutput>, DriverError> {
+        let script = riffle_sql::hive::substitute(script, vars).map_err(|e| DriverError::Sql {
+            statement: "script".into(),
+            message: e.to_string(),
+        })?;
+        let statements =
+            riffle_sql::hive::split_statements(&script).map_err(|e| DriverError::Sql {
+                statement: "script".into(),
+                message: e.to_string(),
+            })?;
+        statements.iter().map(|s| self.run_statement(s)).collect()
+    }
+
+    /// Runs one statement (see [`Context::run_script`]).
+    pub fn run_statement(&self, statement: &str) -> Result<StatementOutput, DriverError> {
+        use riffle_sql::hive::Statement;
+        let started = std::time::Instant::now();
+        let hive_error = |e: riffle_sql::hive::HiveError| DriverError::Sql {
+            statement: statement.trim().chars().take(200).collect(),
+            message: e.to_string(),
+        };
+        let (batches, returns_rows) = match riffle_sql::hive::rewrite(statement)
+            .map_err(hive_error)?
+        {
+            Statement::Sql(sql) => {
+                let frame = self.sql(&sql)?;
+                let ddl = matches!(
+                    frame.frame.logical_plan(),
+                    riffle_sql::datafusion::logical_expr::LogicalPlan::EmptyRelation(e) if !e.produce_one_row
+                );
+                if ddl {
+                    (Vec::new(), false)
+                } else {
+                    (frame.collect()?, true)
+                }
+            }
+            Statement::CreateRegexTable {
+                name,
+                if_not_exists,
+                columns,
+                regex,
+                location,
+            } => {
+                let session = self.sql_session()?;
+                let exists = session.table_exist(name.as_str()).unwrap_or(false);
+                if exists && !if_not_exists {
+                    return Err(DriverError::Sql {
+                        statement: statement.chars().take(200).collect(),
+                        message: format!("table {name} already exists"),
+                    });
+                }
+                if !exists {
+                    let table = self
+                        .inner
+                        .runtime
+                        .block_on(riffle_sql::regex_table::RegexTable::try_new(
+                            &columns,
+                            &regex,
+                            &location,
+                            &self.inner.stores,
+                        ))
+                        .map_err(|e| sql_error(statement, e))?;
+                    session
+                        .register_table(name.as_str(), Arc::new(table))
+                        .map_err(|e| sql_error(statement, e))?;
+                }
+                (Vec::new(), false)
+            }
+            Statement::InsertOverwriteDirectory { dir, query } => {
+                let batches = self.sql(&query)?.collect()?;
+                self.write_hive_text(&dir, &batches)?;
+                (Vec::new(), false)
+            }
+        };
+        Ok(StatementOutput {
+            statement: statement.to_string(),
+            batches,
+            returns_rows,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Replaces the contents of `dir` with `000000_0` holding the rows in
+    /// Hive's default text format: fields separated by `\x01`, NULL as `\N`.
+    fn write_hive_text(&self, dir: &str, batches: &[RecordBatch]) -> Result<(), DriverError> {
+        use riffle_sql::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let storage = |e: String| DriverError::Storage {
+            path: dir.to_string(),
+            message: e,
+        };
+        let mut text = String::new();
+        let options = FormatOptions::default().with_null("\\N");
+        for batch in batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DriverError::Internal(e.to_string()))?;
+            for row in 0..batch.num_rows() {
+                for (i, f) in formatters.iter().enumerate() {
+                    if i > 0 {
+                        text.push('\u{1}');
+                    }
+                    text.push_str(&f.value(row).to_string());
+                }
+                text.push('\n');
+            }
+        }
+        let url =
+            riffle_shuffle::stores::ObjectStores::to_url(dir).map_err(|e| storage(e.message))?;
+        let (store, prefix) = self
+            .inner
+            .stores
+            .resolve(&url)
+            .map_err(|e| storage(e.message))?;
+        self.inner.runtime.block_on(async {
+            use futures::TryStreamExt;
+            use object_store::ObjectStoreExt;
+            let old: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| storage(e.to_string()))?;
+            for meta in old {
+                store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| storage(e.to_string()))?;
+            }
+            store
+                .put(
+                    &prefix.clone().join("000000_0"),
+                    object_store::PutPayload::from(text),
+                )
+                .await
+                .map_err(|e| storage(e.to_string()))?;
+            Ok::<(), DriverError>(())
+        })
+    }
+}

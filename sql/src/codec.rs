@@ -5,6 +5,7 @@
 //! encoded by datafusion-proto and given back on decode).
 
 use crate::exec::{ReaderLayout, ShuffleReaderExec, ShuffleWriterExec};
+use crate::regex_table::RegexScanExec;
 use arrow_schema::{Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -35,6 +36,12 @@ enum Node {
         schema: Vec<u8>,
         layout: ReaderLayout,
         partitions: Vec<Vec<BlockLocation>>,
+    },
+    RegexScan {
+        files: Vec<String>,
+        regex: String,
+        table_schema: Vec<u8>,
+        projection: Vec<usize>,
     },
 }
 
@@ -101,6 +108,17 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 layout,
                 partitions,
             ))),
+            Node::RegexScan {
+                files,
+                regex,
+                table_schema,
+                projection,
+            } => Ok(Arc::new(RegexScanExec::try_new(
+                files,
+                regex,
+                schema_from_bytes(&table_schema)?,
+                projection,
+            )?)),
         }
     }
 
@@ -121,6 +139,13 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 schema: schema_to_bytes(&r.schema())?,
                 layout: r.layout(),
                 partitions: r.blocks().to_vec(),
+            }
+        } else if let Some(scan) = node.downcast_ref::<RegexScanExec>() {
+            Node::RegexScan {
+                files: scan.files().to_vec(),
+                regex: scan.regex().to_string(),
+                table_schema: schema_to_bytes(scan.table_schema())?,
+                projection: scan.projection().to_vec(),
             }
         } else {
             return Err(error(format!("cannot encode plan node {}", node.name())));

@@ -20,7 +20,9 @@ pub mod cloudfront;
 pub mod codec;
 pub mod engine;
 pub mod exec;
+pub mod hive;
 pub mod java_regex;
+pub mod regex_table;
 pub mod stages;
 
 pub use datafusion;
