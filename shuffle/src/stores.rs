@@ -85,6 +85,69 @@ impl ObjectStores {
         Ok((store, path))
     }
 
+    /// The files (URL, size) that a path, directory or glob names, sorted:
+    /// a file; a directory's files except hidden ones (`.x`, `_x`); or the
+    /// files matching a glob (`logs/*.gz`). Naming nothing is an error.
+    pub async fn list_files(&self, path: &str) -> Result<Vec<(String, u64)>, StoreUrlError> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let err = |message: String| StoreUrlError {
+            url: path.to_string(),
+            message,
+        };
+        let url = Self::to_url(path)?;
+        let (store, object) = self.resolve(&url)?;
+        let base = format!("{}://{}", url.scheme(), url.authority());
+        let file_url = |p: &Path| format!("{base}/{p}");
+        let text = object.as_ref().to_string();
+        let mut files = Vec::new();
+        if let Some(first) = text.find(['*', '?', '[', '{']) {
+            let literal = &text[..first];
+            let prefix = Path::from(&literal[..literal.rfind('/').unwrap_or(0)]);
+            let glob = globset::GlobBuilder::new(&text)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| err(format!("bad glob: {e}")))?
+                .compile_matcher();
+            let listed: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            for meta in listed {
+                if glob.is_match(meta.location.as_ref()) {
+                    files.push((file_url(&meta.location), meta.size));
+                }
+            }
+            if files.is_empty() {
+                return Err(err("no file matches this pattern".into()));
+            }
+        } else {
+            match store.head(&object).await {
+                Ok(meta) => files.push((file_url(&meta.location), meta.size)),
+                Err(object_store::Error::NotFound { .. }) => {
+                    let listed: Vec<_> = store
+                        .list(Some(&object))
+                        .try_collect()
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                    for meta in listed {
+                        let name = meta.location.filename().unwrap_or_default();
+                        if !name.starts_with('.') && !name.starts_with('_') {
+                            files.push((file_url(&meta.location), meta.size));
+                        }
+                    }
+                    if files.is_empty() {
+                        return Err(err("no such file or directory".into()));
+                    }
+                }
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// Registers a store for `scheme://authority` (tests, custom clients).
     pub fn register(&self, url: &Url, store: Arc<dyn ObjectStore>) {
         if let Ok(mut stores) = self.stores.lock() {
