@@ -128,3 +128,144 @@ fn sql_errors_name_the_problem() {
         .to_string();
     assert!(err.contains("/no/such/dir"), "{err}");
 }
+
+fn riffle(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hive_cloudfront_script_matches_the_dataset_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("in/cloudfront/data");
+    riffle::datagen::cloudfront(&riffle::datagen::CloudFrontGenOptions {
+        lines: 6000,
+        files: 3,
+        seed: 9,
+        out: data.clone(),
+        gzip: true,
+    })
+    .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudfront.hql");
+    let expected = std::process::Command::new(crate::examples::example("cloudfront"))
+        .args(["--master", "local[2]", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(expected.status.success());
+    let expected = String::from_utf8(expected.stdout).unwrap();
+    for master in ["local[2]", "local-cluster[2,1]"] {
+        let out_dir = dir.path().join(format!("out-{}", master.len()));
+        let input = format!("INPUT={}", dir.path().join("in").display());
+        let output = format!("OUTPUT={}", out_dir.display());
+        let run = riffle(&[
+            "sql", "--master", master, "--var", &input, "--var", &output, "-f", script,
+        ]);
+        assert!(
+            run.status.success(),
+            "{master}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let written = std::fs::read_to_string(out_dir.join("os_requests/000000_0")).unwrap();
+        let mut rows: Vec<String> = written.lines().map(|l| l.replace('\u{1}', "\t")).collect();
+        rows.sort();
+        let got: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        assert_eq!(got, expected, "{master}");
+    }
+}
+
+#[test]
+fn riffle_sql_cli_formats_errors_and_local_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sales, _) = write_csv(dir.path());
+    let setup = format!(
+        "CREATE EXTERNAL TABLE sales STORED AS CSV LOCATION '{sales}' OPTIONS ('has_header' 'true');"
+    );
+    let query = "SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region;";
+    let script = format!("{setup} {query}");
+    let embedded = riffle(&[
+        "sql", "--master", "local[2]", "--format", "csv", "-e", &script,
+    ]);
+    assert!(
+        embedded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&embedded.stderr)
+    );
+    let text = String::from_utf8(embedded.stdout.clone()).unwrap();
+    assert!(text.starts_with("region,n\nr0,429\n"), "{text}");
+    assert!(String::from_utf8_lossy(&embedded.stderr).contains("7 rows in"));
+    let cluster = riffle(&[
+        "sql",
+        "--master",
+        "local-cluster[2,1]",
+        "--format",
+        "csv",
+        "-e",
+        &script,
+    ]);
+    assert!(
+        cluster.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cluster.stderr)
+    );
+    assert_eq!(cluster.stdout, embedded.stdout);
+    let json = riffle(&[
+        "sql",
+        "--format",
+        "json",
+        "-e",
+        &format!("{setup} SELECT count(*) AS n FROM sales"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&json.stdout).trim(),
+        r#"{"n":3000}"#
+    );
+
+    let bad = riffle(&["sql", "-e", "SELECT 1; SELEC 2"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("SELEC"), "{err}");
+    assert!(err.contains("Line: 1, Column: 1"), "{err}");
+    let unset = riffle(&["sql", "-e", "SELECT '${WHO}'"]);
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("--var WHO=VALUE"));
+}
+
+#[test]
+fn bad_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ragged.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,4,5\n").unwrap();
+    let fake = dir.path().join("fake.parquet");
+    std::fs::write(&fake, "this is not parquet").unwrap();
+    let ctx = Context::new("local[2]").unwrap();
+    // Schema inference reads the file, so the error may come at registration.
+    let err = match ctx.register_csv("ragged", csv.to_str().unwrap()) {
+        Err(e) => e.to_string(),
+        Ok(()) => ctx
+            .sql("SELECT * FROM ragged")
+            .unwrap()
+            .collect()
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(
+        err.contains("ragged.csv") && err.contains("line 3"),
+        "{err}"
+    );
+    let err = match ctx.register_parquet("fake", fake.to_str().unwrap()) {
+        Err(e) => e.to_string(),
+        Ok(()) => ctx
+            .sql("SELECT * FROM fake")
+            .unwrap()
+            .collect()
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(err.contains("fake.parquet"), "{err}");
+    let err = ctx
+        .run_statement("CREATE EXTERNAL TABLE t (a STRING) ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.RegexSerDe' WITH SERDEPROPERTIES ('input.regex' = '(x)') LOCATION '/no/such/place'")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/no/such/place"), "{err}");
+}
