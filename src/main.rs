@@ -71,6 +71,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Gen {
+    /// The TPC-H tables as Parquet, `DIR/<table>/part-0.parquet`.
+    Tpch {
+        /// Scale factor (1 is about 1 GB of raw data).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// CloudFront access logs (legacy format) as in the AWS Hive/EMR tutorial.
     Cloudfront {
         /// Total number of lines.
@@ -153,6 +162,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .map_err(anyhow::Error::msg)?;
             riffle_executor::worker::run_blocking(config)?;
+            Ok(())
+        }
+        Command::Gen {
+            what: Gen::Tpch { scale, out },
+        } => {
+            let started = std::time::Instant::now();
+            let summary = riffle::tpch::generate(scale, &out)?;
+            eprintln!(
+                "wrote {} tables, {} rows, {:.1} MB of Parquet to {} in {:.2} s",
+                summary.tables,
+                summary.rows,
+                summary.bytes as f64 / 1e6,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Gen {

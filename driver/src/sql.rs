@@ -82,6 +82,16 @@ impl Context {
             .map_err(|e| sql_error(&format!("register_csv({name}, {path})"), e))
     }
 
+    /// Registers text files (plain or `.gz`) as a table with one `line`
+    /// column per line of text.
+    pub fn register_text(&self, name: &str, path: &str) -> Result<(), DriverError> {
+        let statement = format!(
+            "CREATE EXTERNAL TABLE {name} (line STRING) ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.RegexSerDe' WITH SERDEPROPERTIES ('input.regex' = '(.*)') LOCATION '{}'",
+            path.replace('\'', "''")
+        );
+        self.run_statement(&statement).map(|_| ())
+    }
+
     /// Registers newline-delimited JSON files as a table.
     pub fn register_json(&self, name: &str, path: &str) -> Result<(), DriverError> {
         let session = self.sql_session()?;
@@ -91,6 +101,17 @@ impl Context {
             .block_on(session.register_json(name, &url, JsonReadOptions::default()))
             .map_err(|e| sql_error(&format!("register_json({name}, {path})"), e))
     }
+}
+
+/// `EXPLAIN <query>` without VERBOSE/ANALYZE/FORMAT: shown as Riffle's
+/// distributed plan (stages and fragments); other forms go to DataFusion.
+fn is_plain_explain(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().map(|w| w.to_ascii_uppercase());
+    words.next().as_deref() == Some("EXPLAIN")
+        && !matches!(
+            words.next().as_deref(),
+            Some("VERBOSE" | "ANALYZE" | "FORMAT" | "PLAN")
+        )
 }
 
 /// A path as the URL DataFusion expects (local paths become absolute).
@@ -154,6 +175,45 @@ impl SqlFrame {
         Ok(riffle_sql::stages::display(&self.stages()?))
     }
 
+    /// Runs the query and writes its rows as Parquet files under `dir`.
+    pub fn write_parquet(&self, dir: &str) -> Result<(), DriverError> {
+        self.write(dir, true)
+    }
+
+    /// Runs the query and writes its rows as CSV files (with a header)
+    /// under `dir`.
+    pub fn write_csv(&self, dir: &str) -> Result<(), DriverError> {
+        self.write(dir, false)
+    }
+
+    fn write(&self, dir: &str, parquet: bool) -> Result<(), DriverError> {
+        use riffle_sql::datafusion::dataframe::DataFrameWriteOptions;
+        let batches = self.collect()?;
+        let session = self.ctx.sql_session()?;
+        let table =
+            riffle_sql::datafusion::datasource::MemTable::try_new(self.schema(), vec![batches])
+                .map_err(|e| sql_error(&self.statement, e))?;
+        let frame = session
+            .read_table(Arc::new(table))
+            .map_err(|e| sql_error(&self.statement, e))?;
+        let url = table_url(&format!("{}/", dir.trim_end_matches('/')))?;
+        let options = DataFrameWriteOptions::new();
+        let written = if parquet {
+            self.ctx
+                .inner
+                .runtime
+                .block_on(frame.write_parquet(&url, options, None))
+        } else {
+            self.ctx
+                .inner
+                .runtime
+                .block_on(frame.write_csv(&url, options, None))
+        };
+        written
+            .map(|_| ())
+            .map_err(|e| sql_error(&self.statement, e))
+    }
+
     /// The output schema.
     pub fn schema(&self) -> arrow_schema::SchemaRef {
         Arc::new(self.frame.schema().as_arrow().clone())
@@ -206,6 +266,20 @@ impl Context {
         let (batches, returns_rows) = match riffle_sql::hive::rewrite(statement)
             .map_err(hive_error)?
         {
+            Statement::Sql(sql) if is_plain_explain(&sql) => {
+                let query = sql.trim_start()[7..].to_string();
+                let plan = self.sql(&query)?.explain()?;
+                let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                    "distributed_plan",
+                    arrow_schema::DataType::Utf8,
+                    false,
+                )]));
+                let lines =
+                    arrow_array::StringArray::from_iter_values(plan.lines().collect::<Vec<_>>());
+                let batch = RecordBatch::try_new(schema, vec![Arc::new(lines)])
+                    .map_err(|e| DriverError::Internal(e.to_string()))?;
+                (vec![batch], true)
+            }
             Statement::Sql(sql) => {
                 let frame = self.sql(&sql)?;
                 let ddl = matches!(

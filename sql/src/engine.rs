@@ -59,6 +59,41 @@ pub fn new_session(
     let config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(true)
+        // Dynamic filters are shared state between the partitions of a
+        // join (the probe side waits for every build partition): with
+        // partitions running as separate tasks, possibly in separate
+        // processes, that wait never ends. Turn them all off.
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+        .set_bool(
+            "datafusion.optimizer.enable_join_dynamic_filter_pushdown",
+            false,
+        )
+        .set_bool(
+            "datafusion.optimizer.enable_topk_dynamic_filter_pushdown",
+            false,
+        )
+        .set_bool(
+            "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
+            false,
+        )
+        // A CollectLeft join emits its unmatched build rows (left, semi,
+        // anti and full joins) from whichever probe partition finishes
+        // last, counted in shared state: that cannot be split into tasks.
+        // Partitioned joins build and probe per partition.
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            0,
+        )
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            0,
+        )
+        // Likewise, each partition must read only its own files: sibling
+        // partitions run as other tasks and never share a work queue.
+        .set_bool(
+            "datafusion.execution.enable_file_stream_work_stealing",
+            false,
+        )
         .with_extension(Arc::new(ShuffleContext { store: shuffle }));
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(Stores(stores)))

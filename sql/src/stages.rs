@@ -65,6 +65,12 @@ fn cut(
     stages: &mut Vec<SqlStage>,
     next_shuffle: &mut dyn FnMut() -> ShuffleId,
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    // A scalar subquery's expressions refer to the ScalarSubqueryExec above
+    // them and cannot be shipped without it: its subtree stays whole in the
+    // stage (each task computes the subquery; correct, if slower).
+    if plan.name() == "ScalarSubqueryExec" {
+        return Ok(plan);
+    }
     let children = plan
         .children()
         .into_iter()

@@ -10,4 +10,5 @@ mod examples;
 mod s3;
 mod sql;
 mod text_input;
+mod tpch;
 mod wire;
