@@ -40,6 +40,15 @@ impl Context {
         node: &Arc<Node>,
         sink: FinalSink,
     ) -> Result<Vec<TaskOutput>, DriverError> {
+        self.with_job(async |job| job.run(node, sink).await)
+    }
+
+    /// Runs `body` as a new job: its shuffle output is deleted whatever the
+    /// outcome, and its summary is logged and kept for `last_job()`.
+    fn with_job<R>(
+        &self,
+        body: impl AsyncFnOnce(&mut Job<'_>) -> Result<R, DriverError>,
+    ) -> Result<R, DriverError> {
         let started = Instant::now();
         let mut job = Job {
             ctx: self,
@@ -49,7 +58,7 @@ impl Context {
             summary: JobSummary::default(),
         };
         let result = self.inner.runtime.block_on(async {
-            let outcome = job.run(node, sink).await;
+            let outcome = body(&mut job).await;
             job.cleanup().await;
             outcome
         });
@@ -567,25 +576,7 @@ impl Context {
         &self,
         stages: Vec<riffle_sql::stages::SqlStage>,
     ) -> Result<Vec<arrow_array::RecordBatch>, DriverError> {
-        let started = Instant::now();
-        let mut job = Job {
-            ctx: self,
-            id: self.next_job_id(),
-            map_outputs: HashMap::new(),
-            next_stage: 0,
-            summary: JobSummary::default(),
-        };
-        let result = self.inner.runtime.block_on(async {
-            let outcome = job.run_sql_stages(stages).await;
-            job.cleanup().await;
-            outcome
-        });
-        job.summary.elapsed = started.elapsed();
-        tracing::info!("{}", job.summary);
-        if let Ok(mut last) = self.inner.last_job.lock() {
-            *last = job.summary;
-        }
-        result
+        self.with_job(async |job| job.run_sql_stages(stages).await)
     }
 }
 

@@ -251,17 +251,10 @@ impl ExecutionPlan for RegexScanExec {
             .await
             .map_err(|e| DataFusionError::Execution(e.to_string()))?
         };
-        let stream = futures::stream::once(batches).flat_map(|r: Result<Vec<RecordBatch>>| {
-            futures::stream::iter(match r {
-                Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            })
-        });
+        let stream = crate::exec::flatten(futures::stream::once(batches));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
-
-use futures::StreamExt;
 
 /// The text of a file, gunzipped if it ends in `.gz`; invalid UTF-8 is
 /// replaced.

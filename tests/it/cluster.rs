@@ -13,16 +13,52 @@ use crate::examples::example;
 #[derive(Default)]
 struct Processes(Vec<Child>, Vec<(Option<Drain>, Option<Drain>)>);
 
-type Drain = std::thread::JoinHandle<String>;
+/// A thread reading a pipe line by line; what it read so far is in `seen`.
+struct Drain {
+    thread: std::thread::JoinHandle<String>,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drain {
+    fn join(self) -> String {
+        self.thread.join().unwrap()
+    }
+}
 
 fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> Option<Drain> {
-    pipe.map(|mut p| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = p.read_to_string(&mut s);
-            s
-        })
+    pipe.map(|p| {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let shared = seen.clone();
+        let thread = std::thread::spawn(move || {
+            for line in BufReader::new(p).lines().map_while(Result::ok) {
+                let mut s = shared.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+            shared.lock().unwrap().clone()
+        });
+        Drain { thread, seen }
     })
+}
+
+/// Waits until process `index` has written `text` to stderr.
+fn wait_for_stderr(procs: &Processes, index: usize, text: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = procs.1[index]
+            .1
+            .as_ref()
+            .map(|d| d.seen.lock().unwrap().clone())
+            .unwrap_or_default();
+        if seen.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} on stderr in {limit:?}: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Processes {
@@ -132,8 +168,7 @@ fn wait_output(procs: &mut Processes, index: usize, limit: Duration) -> (bool, S
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let (out, err) = &mut procs.1[index];
-            let text =
-                |d: &mut Option<Drain>| d.take().map(|h| h.join().unwrap()).unwrap_or_default();
+            let text = |d: &mut Option<Drain>| d.take().map(Drain::join).unwrap_or_default();
             return (status.success(), text(out), text(err));
         }
         assert!(
@@ -176,7 +211,8 @@ fn executor_joining_mid_job_gets_tasks_and_a_refused_one_does_no_harm() {
     );
     // Let the job start on the first executor, then add a second one, and
     // try to add an executor of another binary (another build id).
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_stderr(&procs, driver, "driver:", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
     let riffle = std::path::PathBuf::from(env!("CARGO_BIN_EXE_riffle"));
     let refused = start_executor(
         &mut procs,
@@ -237,7 +273,10 @@ fn a_lost_executor_costs_only_its_tasks() {
         example("jobs"),
         &["--executor", "--driver", &url, "--cores", "1"],
     );
-    std::thread::sleep(Duration::from_millis(2000));
+    // The driver announces itself once both executors registered; kill one
+    // while the job runs.
+    wait_for_stderr(&procs, driver, "driver:", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1000));
     procs.0[victim].kill().unwrap();
     let (ok, out, err) = wait_output(&mut procs, driver, Duration::from_secs(120));
     assert!(ok, "{err}");
@@ -251,7 +290,7 @@ fn a_job_with_no_executor_left_fails_with_a_hint() {
     let url = format!("http://127.0.0.1:{port}");
     let child = Command::new(example("jobs"))
         .args(["--master", &format!("riffle://127.0.0.1:{port}"), "slow"])
-        .env("RIFFLE_EXECUTOR_WAIT_SECS", "2")
+        .env("RIFFLE_EXECUTOR_WAIT_SECS", "10")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -262,7 +301,8 @@ fn a_job_with_no_executor_left_fails_with_a_hint() {
         example("jobs"),
         &["--executor", "--driver", &url, "--cores", "1"],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_stderr(&procs, driver, "driver:", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1000));
     procs.0[only].kill().unwrap();
     let (ok, _, err) = wait_output(&mut procs, driver, Duration::from_secs(60));
     assert!(!ok);

@@ -409,23 +409,45 @@ where
         let mut table: FxHashMap<K, Option<C>> =
             FxHashMap::with_capacity_and_hasher(COMBINE_TABLE_ENTRIES, Default::default());
         for (k, v) in input.into_typed::<(K, V)>()? {
-            match table.entry(k) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    let slot = e.get_mut();
-                    if let Some(c) = slot.take() {
-                        *slot = Some(self.combiner.merge_value(c, v));
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Some(self.combiner.create(v)));
-                    if table.len() >= COMBINE_TABLE_ENTRIES {
-                        flush(&mut table, &mut out, partitions)?;
-                    }
-                }
+            let inserted = upsert(
+                &mut table,
+                k,
+                v,
+                |v| self.combiner.create(v),
+                |c, v| self.combiner.merge_value(c, v),
+            );
+            if inserted && table.len() >= COMBINE_TABLE_ENTRIES {
+                flush(&mut table, &mut out, partitions)?;
             }
         }
         flush(&mut table, &mut out, partitions)?;
         Ok(finish(out))
+    }
+}
+
+/// Adds `value` to the combiner of `key`: `create` for a new key, `merge`
+/// otherwise. Combiners sit in an `Option` so that `merge` can take the old
+/// one by value. Returns whether the key was new.
+#[inline]
+fn upsert<K: Hash + Eq, V, C>(
+    table: &mut FxHashMap<K, Option<C>>,
+    key: K,
+    value: V,
+    create: impl FnOnce(V) -> C,
+    merge: impl FnOnce(C, V) -> C,
+) -> bool {
+    match table.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut e) => {
+            let slot = e.get_mut();
+            if let Some(c) = slot.take() {
+                *slot = Some(merge(c, value));
+            }
+            false
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Some(create(value)));
+            true
+        }
     }
 }
 
@@ -579,17 +601,7 @@ where
     {
         let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
         for (k, c) in records {
-            match table.entry(k) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    let slot = e.get_mut();
-                    if let Some(a) = slot.take() {
-                        *slot = Some(self.combiner.merge(a, c));
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Some(c));
-                }
-            }
+            upsert(&mut table, k, c, |c| c, |a, c| self.combiner.merge(a, c));
         }
         table
     }

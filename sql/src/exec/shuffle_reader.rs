@@ -175,29 +175,20 @@ impl ExecutionPlan for ShuffleReaderExec {
             .clone();
         let shuffle = self.shuffle;
         // Blocks are fetched with bounded concurrency and decoded as they arrive.
-        let stream = riffle_shuffle::reader::fetch_blocks(&store, blocks, 8)
-            .map(move |item| {
-                let (block, bytes) = item.map_err(|e| {
-                    DataFusionError::External(Box::new(
-                        riffle_planner::PipelineError::FetchFailed {
-                            shuffle,
-                            map_partition: 0,
-                            message: e.to_string(),
-                        },
-                    ))
-                })?;
-                riffle_shuffle::reader::decode_batches(&block.path, bytes)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-            })
-            .flat_map(|batches: Result<Vec<_>>| {
-                futures::stream::iter(match batches {
-                    Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e)],
-                })
-            });
+        let stream = riffle_shuffle::reader::fetch_blocks(&store, blocks, 8).map(move |item| {
+            let (block, bytes) = item.map_err(|e| {
+                DataFusionError::External(Box::new(riffle_planner::PipelineError::FetchFailed {
+                    shuffle,
+                    map_partition: 0,
+                    message: e.to_string(),
+                }))
+            })?;
+            riffle_shuffle::reader::decode_batches(&block.path, bytes)
+                .map_err(|e| DataFusionError::External(Box::new(e)))
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            stream,
+            super::flatten(stream),
         )))
     }
 }
