@@ -7,12 +7,18 @@
 use riffle::sql::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 fn main() -> anyhow::Result<()> {
-    let data = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: tpch_datafusion DATA_DIR"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let data = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: tpch_datafusion DATA_DIR"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
         for t in riffle::tpch::TABLES {
-            ctx.register_parquet(t, format!("{data}/{t}/"), ParquetReadOptions::default()).await?;
+            ctx.register_parquet(t, format!("{data}/{t}/"), ParquetReadOptions::default())
+                .await?;
         }
         let mut total = 0.0;
         for n in 1..=22 {
