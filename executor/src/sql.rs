@@ -8,7 +8,7 @@ use crate::ExecutorEnv;
 use riffle_planner::PipelineError;
 use riffle_planner::ids::TaskId;
 use riffle_planner::task::{FailureKind, SqlOutput, TaskFailure, TaskOutput};
-use riffle_shuffle::writer::{encode_batches, put_map_output};
+use riffle_shuffle::writer::put_map_output;
 use riffle_sql::datafusion::common::DataFusionError;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
 use riffle_sql::datafusion::prelude::SessionContext;
@@ -72,9 +72,7 @@ impl SqlEngine {
             .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
             .map_err(|e| failure(id, e))?;
         match (output, produced) {
-            (SqlOutput::Shuffle { shuffle }, FragmentOutput::Shuffle { schema, partitions }) => {
-                let encoded =
-                    encode_batches(&schema, partitions).map_err(|e| internal(e.to_string()))?;
+            (SqlOutput::Shuffle { shuffle }, FragmentOutput::Shuffle(encoded)) => {
                 let path = env
                     .shuffle
                     .data_path(id.job, shuffle, id.partition, id.attempt);
@@ -86,9 +84,7 @@ impl SqlEngine {
                         message: format!("{id}: {e}"),
                     })
             }
-            (SqlOutput::Result, FragmentOutput::Result { schema, batches }) => {
-                let encoded =
-                    encode_batches(&schema, vec![batches]).map_err(|e| internal(e.to_string()))?;
+            (SqlOutput::Result, FragmentOutput::Result(encoded)) => {
                 Ok(TaskOutput::Result(encoded.data.to_vec()))
             }
             _ => Err(internal(format!(

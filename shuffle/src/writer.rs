@@ -6,6 +6,7 @@ use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
 use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::coalesce::BatchCoalescer;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -47,41 +48,163 @@ pub fn encode_map_output(partitions: Vec<BinaryArray>) -> Result<EncodedMapOutpu
 }
 
 /// Encodes the record batches of each reduce partition, of any schema, as
-/// one complete LZ4 Arrow IPC stream per non-empty partition.
+/// one complete LZ4 Arrow IPC stream per non-empty partition, batch for
+/// batch (no re-packing).
 pub fn encode_batches(
     schema: &SchemaRef,
     partitions: Vec<Vec<RecordBatch>>,
 ) -> Result<EncodedMapOutput, ShuffleError> {
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .map_err(|e| ShuffleError::Encode(e.to_string()))?;
-    let mut data = Vec::new();
-    let mut blocks = Vec::with_capacity(partitions.len());
-    for batches in partitions {
-        let offset = data.len() as u64;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        if rows > 0 {
-            let mut writer = StreamWriter::try_new_with_options(&mut data, schema, options.clone())
-                .map_err(|e| ShuffleError::Encode(e.to_string()))?;
-            for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-                writer
-                    .write(batch)
-                    .map_err(|e| ShuffleError::Encode(e.to_string()))?;
-            }
-            writer
-                .finish()
-                .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+    let mut builder = MapOutputBuilder::new(schema.clone(), partitions.len())?.without_coalescing();
+    for (p, batches) in partitions.into_iter().enumerate() {
+        for batch in batches {
+            builder.push(p, batch)?;
         }
-        blocks.push(BlockInfo {
-            offset,
-            len: data.len() as u64 - offset,
-            rows,
-        });
     }
-    Ok(EncodedMapOutput {
-        data: Bytes::from(data),
-        blocks,
-    })
+    builder.finish()
+}
+
+/// Rows per batch that [`MapOutputBuilder`] packs pieces into.
+pub const TARGET_BATCH_ROWS: usize = 8192;
+
+/// Builds one map output from batches pushed as they are produced, one
+/// LZ4 Arrow IPC stream per reduce partition.
+///
+/// Pieces of a partitioned batch are small, and after a join or a `take`
+/// their string views still point into the whole source buffers; encoding
+/// them as they are would write those buffers again for every piece (a
+/// join's output grew tenfold that way). So by default each partition
+/// re-packs its pieces into batches of [`TARGET_BATCH_ROWS`] rows with
+/// compacted views ([`BatchCoalescer`]), and full batches are encoded at
+/// once: what a map task holds is compressed bytes, not arrays.
+pub struct MapOutputBuilder {
+    schema: SchemaRef,
+    options: IpcWriteOptions,
+    coalesce: bool,
+    partitions: Vec<PartitionBuffer>,
+}
+
+struct PartitionBuffer {
+    coalescer: Option<BatchCoalescer>,
+    writer: Option<StreamWriter<Vec<u8>>>,
+    rows: u64,
+}
+
+impl MapOutputBuilder {
+    /// A builder for `partitions` reduce partitions of `schema`.
+    pub fn new(schema: SchemaRef, partitions: usize) -> Result<Self, ShuffleError> {
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+        // A batch without columns carries only its row count, which the
+        // coalescer cannot re-pack: such batches are written as they are.
+        let coalesce = !schema.fields().is_empty();
+        let partitions = (0..partitions)
+            .map(|_| PartitionBuffer {
+                coalescer: None,
+                writer: None,
+                rows: 0,
+            })
+            .collect();
+        Ok(MapOutputBuilder {
+            schema,
+            options,
+            coalesce,
+            partitions,
+        })
+    }
+
+    /// Writes batches as they come, without re-packing (for batches that
+    /// are already large and compact).
+    pub fn without_coalescing(mut self) -> Self {
+        self.coalesce = false;
+        self
+    }
+
+    /// Number of reduce partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Adds `batch` to reduce partition `partition`.
+    pub fn push(&mut self, partition: usize, batch: RecordBatch) -> Result<(), ShuffleError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let count = self.partitions.len();
+        let Some(buffer) = self.partitions.get_mut(partition) else {
+            return Err(ShuffleError::Encode(format!(
+                "reduce partition {partition} is out of range (the output has {count})"
+            )));
+        };
+        buffer.rows += batch.num_rows() as u64;
+        if !self.coalesce {
+            return write_batch(&self.schema, &self.options, &mut buffer.writer, &batch);
+        }
+        let coalescer = buffer
+            .coalescer
+            .get_or_insert_with(|| BatchCoalescer::new(self.schema.clone(), TARGET_BATCH_ROWS));
+        coalescer.push_batch(batch).map_err(encode_error)?;
+        while let Some(full) = coalescer.next_completed_batch() {
+            write_batch(&self.schema, &self.options, &mut buffer.writer, &full)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every partition and lays the streams out in one object.
+    pub fn finish(self) -> Result<EncodedMapOutput, ShuffleError> {
+        let mut streams = Vec::with_capacity(self.partitions.len());
+        for mut buffer in self.partitions {
+            if let Some(mut coalescer) = buffer.coalescer.take() {
+                coalescer.finish_buffered_batch().map_err(encode_error)?;
+                while let Some(batch) = coalescer.next_completed_batch() {
+                    write_batch(&self.schema, &self.options, &mut buffer.writer, &batch)?;
+                }
+            }
+            let bytes = match buffer.writer {
+                Some(mut writer) => {
+                    writer.finish().map_err(encode_error)?;
+                    writer.into_inner().map_err(encode_error)?
+                }
+                None => Vec::new(),
+            };
+            streams.push((bytes, buffer.rows));
+        }
+        let total = streams.iter().map(|(b, _)| b.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut blocks = Vec::with_capacity(streams.len());
+        for (bytes, rows) in streams {
+            blocks.push(BlockInfo {
+                offset: data.len() as u64,
+                len: bytes.len() as u64,
+                rows,
+            });
+            data.extend_from_slice(&bytes);
+        }
+        Ok(EncodedMapOutput {
+            data: Bytes::from(data),
+            blocks,
+        })
+    }
+}
+
+fn write_batch(
+    schema: &SchemaRef,
+    options: &IpcWriteOptions,
+    writer: &mut Option<StreamWriter<Vec<u8>>>,
+    batch: &RecordBatch,
+) -> Result<(), ShuffleError> {
+    let writer = match writer {
+        Some(writer) => writer,
+        None => writer.insert(
+            StreamWriter::try_new_with_options(Vec::new(), schema, options.clone())
+                .map_err(encode_error)?,
+        ),
+    };
+    writer.write(batch).map_err(encode_error)
+}
+
+fn encode_error(e: arrow_schema::ArrowError) -> ShuffleError {
+    ShuffleError::Encode(e.to_string())
 }
 
 /// Stores an encoded map output: the data object, then its index. The index

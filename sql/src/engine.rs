@@ -2,8 +2,6 @@
 //! executor) and one partition of a fragment as a task.
 
 use crate::exec::ShuffleWriterExec;
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -15,6 +13,7 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
+use riffle_shuffle::writer::{EncodedMapOutput, MapOutputBuilder};
 use std::sync::Arc;
 use url::Url;
 
@@ -106,41 +105,32 @@ pub fn new_session(
     Ok(SessionContext::new_with_state(state))
 }
 
-/// What one partition of a fragment produced.
+/// What one partition of a fragment produced, encoded as Arrow IPC.
 pub enum FragmentOutput {
-    /// A map task: batches per reduce partition.
-    Shuffle {
-        /// Their schema.
-        schema: SchemaRef,
-        /// Batches of each reduce partition.
-        partitions: Vec<Vec<RecordBatch>>,
-    },
-    /// A result task: its batches.
-    Result {
-        /// Their schema.
-        schema: SchemaRef,
-        /// The batches.
-        batches: Vec<RecordBatch>,
-    },
+    /// A map task: one stream per reduce partition.
+    Shuffle(EncodedMapOutput),
+    /// A result task: one stream of its batches.
+    Result(EncodedMapOutput),
 }
 
-/// Runs partition `partition` of `plan` to completion.
+/// Runs partition `partition` of `plan` to completion, encoding its output
+/// as it is produced.
 pub async fn run_fragment(
     plan: Arc<dyn ExecutionPlan>,
     partition: usize,
     ctx: &SessionContext,
 ) -> Result<FragmentOutput> {
     let task_ctx = ctx.task_ctx();
+    let encode_error = |e: riffle_shuffle::ShuffleError| DataFusionError::External(Box::new(e));
     if let Some(writer) = plan.downcast_ref::<ShuffleWriterExec>() {
         let input = writer.input().clone();
-        let n = writer.output_partitions();
-        let schema = input.schema();
-        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        let mut output = MapOutputBuilder::new(input.schema(), writer.output_partitions())
+            .map_err(encode_error)?;
         let mut stream = input.execute(partition, task_ctx)?;
         match writer.partitioning() {
             Partitioning::UnknownPartitioning(_) => {
                 while let Some(batch) = stream.next().await {
-                    partitions[0].push(batch?);
+                    output.push(0, batch?).map_err(encode_error)?;
                 }
             }
             partitioning => {
@@ -154,18 +144,21 @@ pub async fn run_fragment(
                 while let Some(batch) = stream.next().await {
                     for piece in partitioner.partition_iter(batch?)? {
                         let (p, piece) = piece?;
-                        partitions[p].push(piece);
+                        output.push(p, piece).map_err(encode_error)?;
                     }
                 }
             }
         }
-        return Ok(FragmentOutput::Shuffle { schema, partitions });
+        return Ok(FragmentOutput::Shuffle(
+            output.finish().map_err(encode_error)?,
+        ));
     }
-    let schema = plan.schema();
+    let mut output = MapOutputBuilder::new(plan.schema(), 1).map_err(encode_error)?;
     let mut stream = plan.execute(partition, task_ctx)?;
-    let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
-        batches.push(batch?);
+        output.push(0, batch?).map_err(encode_error)?;
     }
-    Ok(FragmentOutput::Result { schema, batches })
+    Ok(FragmentOutput::Result(
+        output.finish().map_err(encode_error)?,
+    ))
 }
