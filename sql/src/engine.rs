@@ -75,19 +75,7 @@ pub fn new_session(
             "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
             false,
         )
-        // A CollectLeft join emits its unmatched build rows (left, semi,
-        // anti and full joins) from whichever probe partition finishes
-        // last, counted in shared state: that cannot be split into tasks.
-        // Partitioned joins build and probe per partition.
-        .set_u64(
-            "datafusion.optimizer.hash_join_single_partition_threshold",
-            0,
-        )
-        .set_u64(
-            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
-            0,
-        )
-        // Likewise, each partition must read only its own files: sibling
+        // Each partition must read only its own files: sibling
         // partitions run as other tasks and never share a work queue.
         .set_bool(
             "datafusion.execution.enable_file_stream_work_stealing",
@@ -101,6 +89,9 @@ pub fn new_session(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        // Small join sides are broadcast (CollectLeft, one build per task);
+        // joins that cannot be split that way are rewritten.
+        .with_physical_optimizer_rules(crate::joins::optimizer_rules())
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -4,7 +4,8 @@
 //! into stages at its exchanges ([`stages`]), replaces each exchange with a
 //! shuffle write and a shuffle read ([`exec`]), ships each stage's fragment
 //! with datafusion-proto ([`codec`]) and runs one task per partition
-//! ([`engine`]).
+//! ([`engine`]). [`joins`] keeps joins correct when split into tasks and
+//! lets small build sides be broadcast.
 //!
 //! ```text
 //!  SQL -> DataFusion physical plan -> stages::split -> [ShuffleWriterExec(frag) ..., result frag]
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod exec;
 pub mod hive;
 pub mod java_regex;
+pub mod joins;
 pub mod regex_table;
 pub mod stages;
 

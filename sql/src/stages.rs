@@ -152,6 +152,21 @@ pub fn resolve(
     replace_children_if_necessary(plan, children)
 }
 
+/// The shuffles read anywhere in `plan`, in plan order: those of earlier
+/// stages, and those of scans whose rows some other job part writes (a
+/// Dataset table).
+pub fn shuffle_reads(plan: &Arc<dyn ExecutionPlan>) -> Vec<ShuffleId> {
+    let mut out = Vec::new();
+    let mut pending = vec![plan.clone()];
+    while let Some(node) = pending.pop() {
+        if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+            out.push(reader.shuffle());
+        }
+        pending.extend(node.children().into_iter().rev().cloned());
+    }
+    out
+}
+
 /// A readable rendering of the stages, for `EXPLAIN`.
 pub fn display(stages: &[SqlStage]) -> String {
     use datafusion::physical_plan::displayable;

@@ -1,0 +1,196 @@
+//! Stage cutting of representative plans, and every fragment through the
+//! codec: what the driver ships must decode to the same plan.
+
+#![allow(clippy::unwrap_used)]
+
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use object_store::memory::InMemory;
+use riffle_planner::ids::ShuffleId;
+use riffle_shuffle::ShuffleStore;
+use riffle_shuffle::stores::ObjectStores;
+use riffle_sql::codec::{decode_plan, encode_plan};
+use riffle_sql::engine::new_session;
+use riffle_sql::stages::{SqlStage, shuffle_reads, split};
+use std::io::Write;
+use std::sync::Arc;
+
+fn session(dir: &std::path::Path) -> (SessionContext, tokio::runtime::Runtime) {
+    let shuffle = ShuffleStore::new(Arc::new(InMemory::new()), "shuffle".into());
+    let ctx = new_session(2, ObjectStores::default(), shuffle).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    // Two files, so scans have two partitions as on a real input.
+    std::fs::create_dir(path("sales")).unwrap();
+    for part in 0..2 {
+        let mut f = std::fs::File::create(path(&format!("sales/{part}.csv"))).unwrap();
+        writeln!(f, "id,region,amount").unwrap();
+        for i in (0..200).filter(|i| i % 2 == part) {
+            writeln!(f, "{i},r{},{}", i % 7, i * 3 % 100).unwrap();
+        }
+    }
+    let mut f = std::fs::File::create(path("regions.csv")).unwrap();
+    writeln!(f, "region,name").unwrap();
+    for r in 0..7 {
+        writeln!(f, "r{r},Region {r}").unwrap();
+    }
+    rt.block_on(async {
+        for (t, location) in [("sales", "sales/"), ("regions", "regions.csv")] {
+            ctx.register_csv(t, &path(location), CsvReadOptions::new())
+                .await
+                .unwrap();
+        }
+    });
+    (ctx, rt)
+}
+
+fn stages_of(ctx: &SessionContext, rt: &tokio::runtime::Runtime, sql: &str) -> Vec<SqlStage> {
+    let plan = rt.block_on(async {
+        ctx.sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    });
+    let mut next = 0;
+    split(plan, &mut || {
+        next += 1;
+        ShuffleId(next)
+    })
+    .unwrap()
+}
+
+fn names(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
+    out.push(plan.name().to_string());
+    for c in plan.children() {
+        names(c, out);
+    }
+}
+
+fn text(plan: &Arc<dyn ExecutionPlan>) -> String {
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
+#[test]
+fn representative_plans_cut_at_exchanges_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, rt) = session(dir.path());
+    let cases: &[(&str, &str)] = &[
+        (
+            "aggregate",
+            "SELECT region, sum(amount) FROM sales GROUP BY region",
+        ),
+        (
+            "join",
+            "SELECT s.id, r.name FROM sales s JOIN regions r ON s.region = r.region",
+        ),
+        (
+            "sort",
+            "SELECT id, amount FROM sales ORDER BY amount DESC, id",
+        ),
+        ("limit", "SELECT id FROM sales ORDER BY id LIMIT 5"),
+        (
+            "union",
+            "SELECT region FROM sales UNION SELECT region FROM regions",
+        ),
+        (
+            "window",
+            "SELECT id, rank() OVER (PARTITION BY region ORDER BY amount) FROM sales",
+        ),
+    ];
+    for (what, sql) in cases {
+        let stages = stages_of(&ctx, &rt, sql);
+        assert!(stages.len() >= 2, "{what}: one stage only");
+        let (result, maps) = stages.split_last().unwrap();
+        assert!(result.shuffle.is_none(), "{what}: last stage is the result");
+        let mut written = Vec::new();
+        for (i, stage) in stages.iter().enumerate() {
+            let mut nodes = Vec::new();
+            names(&stage.plan, &mut nodes);
+            // No repartitioning survives inside a stage: each became a
+            // shuffle write below and a shuffle read above.
+            assert!(
+                !nodes.iter().any(|n| n == "RepartitionExec"),
+                "{what}: stage {i}: {nodes:?}"
+            );
+            // Every shuffle read is of a stage that runs earlier.
+            for s in shuffle_reads(&stage.plan) {
+                assert!(
+                    written.contains(&s),
+                    "{what}: stage {i} reads {s} before it is written"
+                );
+            }
+            if let Some(s) = stage.shuffle {
+                assert_eq!(nodes[0], "ShuffleWriterExec", "{what}: stage {i}");
+                written.push(s);
+            }
+            // The fragment survives the codec unchanged.
+            let bytes = encode_plan(stage.plan.clone()).unwrap();
+            let back = decode_plan(&bytes, &ctx.task_ctx()).unwrap();
+            assert_eq!(text(&back), text(&stage.plan), "{what}: stage {i}");
+        }
+        assert_eq!(written.len(), maps.len(), "{what}");
+    }
+}
+
+#[test]
+fn small_sides_are_broadcast_unless_the_join_emits_unmatched_build_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, rt) = session(dir.path());
+    // Parquet copies carry row counts, so DataFusion would collect the
+    // small side (CollectLeft) for any join type.
+    rt.block_on(async {
+        for t in ["sales", "regions"] {
+            let out = dir.path().join(format!("{t}_pq/"));
+            ctx.sql(&format!(
+                "COPY {t} TO '{}' STORED AS PARQUET",
+                out.display()
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+            ctx.deregister_table(t).unwrap();
+            ctx.register_parquet(t, out.to_str().unwrap(), Default::default())
+                .await
+                .unwrap();
+        }
+    });
+    let joins = |sql: &str| -> Vec<String> {
+        stages_of(&ctx, &rt, sql)
+            .iter()
+            .flat_map(|stage| {
+                text(&stage.plan)
+                    .lines()
+                    .filter(|l| l.contains("HashJoinExec"))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // An inner join broadcasts the small side: each task builds it whole.
+    let inner = joins("SELECT s.id, r.name FROM sales s JOIN regions r ON s.region = r.region");
+    assert!(
+        inner.iter().any(|l| l.contains("mode=CollectLeft")),
+        "{inner:?}"
+    );
+    // Joins that emit unmatched build rows may not: each task would emit
+    // its own idea of which rows matched nowhere.
+    for sql in [
+        "SELECT s.id, r.name FROM regions r LEFT JOIN sales s ON s.region = r.region",
+        "SELECT r.name FROM regions r WHERE NOT EXISTS (SELECT 1 FROM sales s WHERE s.region = r.region)",
+        "SELECT s.id FROM sales s FULL JOIN regions r ON s.region = r.region",
+    ] {
+        let found = joins(sql);
+        assert!(!found.is_empty(), "{sql}");
+        for line in found {
+            let collect_left = line.contains("mode=CollectLeft");
+            let emits_left = ["join_type=Left", "join_type=Full"]
+                .iter()
+                .any(|t| line.contains(t));
+            assert!(!(collect_left && emits_left), "{sql}: {line}");
+        }
+    }
+}
