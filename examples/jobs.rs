@@ -8,12 +8,31 @@
 //! JOB is one of `join`, `sort`, `distinct`, `count-by-key`, `save DIR`
 //! (a word count written with `save_as_text_file`), `slow`
 //! (many tasks that each take a while), `noop N` (N tasks that do nothing,
-//! for measuring scheduling overhead) or `big-result` (a result larger than
-//! one message). Results go to stdout; the job summary to stderr.
+//! for measuring scheduling overhead), `big-result` (a result larger than
+//! one message) or `sql-dataset` (a Dataset queried with SQL, and the
+//! result read back as a Dataset). Results go to stdout; the job summary to stderr.
 
 use anyhow::{Context as _, bail};
 use riffle::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// A row of the `sql-dataset` job's table.
+#[derive(Serialize, Deserialize)]
+struct Sale {
+    id: u32,
+    region: String,
+    amount: f64,
+    note: Option<String>,
+}
+
+/// A row of its query's result.
+#[derive(Serialize, Deserialize)]
+struct RegionTotal {
+    region: String,
+    sales: u64,
+    total: f64,
+}
 
 fn main() -> std::process::ExitCode {
     riffle::init();
@@ -124,8 +143,28 @@ fn run() -> anyhow::Result<()> {
                 .len();
             vec![n.to_string()]
         }
+        Some("sql-dataset") => {
+            let sales = ctx.parallelize((0..5000u32).collect(), 5).map(|i| Sale {
+                id: i,
+                region: format!("r{}", i % 7),
+                amount: f64::from(i % 100),
+                note: (i % 3 == 0).then(|| format!("n{i}")),
+            });
+            ctx.register_dataset("sales", &sales)?;
+            let totals: Dataset<RegionTotal> = ctx
+                .sql(
+                    "SELECT region, count(*) AS sales, sum(amount) AS total FROM sales \
+                     WHERE note IS NOT NULL GROUP BY region",
+                )?
+                .to_dataset()?;
+            let mut out: Vec<String> = totals
+                .map(|t| format!("{} {} {}", t.region, t.sales, t.total))
+                .collect()?;
+            out.sort();
+            out
+        }
         other => bail!(
-            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N] or big-result"
+            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N], big-result or sql-dataset"
         ),
     };
     for line in lines {

@@ -24,6 +24,7 @@ mod executors;
 pub mod launch;
 mod scheduler;
 pub mod sql;
+mod sql_dataset;
 
 pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};

@@ -122,6 +122,14 @@ impl Job<'_> {
         node: &'b Arc<Node>,
     ) -> futures::future::LocalBoxFuture<'b, Result<(), DriverError>> {
         Box::pin(async move {
+            let mut queries = Vec::new();
+            sql_sources(node, &mut queries);
+            for (stages, shuffle) in queries {
+                if !self.map_outputs.contains_key(&shuffle) {
+                    // The last stage writes `shuffle` (`SqlFrame::to_dataset`).
+                    self.run_sql_stages(stages.clone()).await?;
+                }
+            }
             let mut deps = Vec::new();
             stage_deps(node, &mut deps);
             for (dep, reduce_partitions) in deps {
@@ -155,16 +163,7 @@ impl Job<'_> {
                         partitions,
                     })
                     .await?;
-                let statuses = outputs
-                    .into_iter()
-                    .map(|o| match o {
-                        TaskOutput::Shuffle(status) => Ok(status),
-                        _ => Err(DriverError::Internal(
-                            "map task returned no map status".into(),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.map_outputs.insert(dep.shuffle, statuses);
+                self.map_outputs.insert(dep.shuffle, map_statuses(outputs)?);
             }
             Ok(())
         })
@@ -472,12 +471,35 @@ pub(crate) fn result_bytes(output: TaskOutput) -> Result<Vec<u8>, DriverError> {
 /// of reduce partitions of each.
 fn stage_deps<'a>(node: &'a Arc<Node>, out: &mut Vec<(&'a crate::dataset::ShuffleDep, usize)>) {
     match &node.kind {
-        NodeKind::Parallelize { .. } | NodeKind::TextFile { .. } | NodeKind::Invalid { .. } => {}
+        NodeKind::Parallelize { .. }
+        | NodeKind::TextFile { .. }
+        | NodeKind::SqlResult { .. }
+        | NodeKind::Invalid { .. } => {}
         NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => {
             stage_deps(parent, out)
         }
         NodeKind::Union { parents } => parents.iter().for_each(|p| stage_deps(p, out)),
         NodeKind::Shuffled { deps, .. } => out.extend(deps.iter().map(|d| (d, node.partitions))),
+    }
+}
+
+/// The SQL queries whose rows the stage of `node` reads, with the shuffle
+/// each query's last stage writes.
+type SqlSource<'a> = (&'a Vec<riffle_sql::stages::SqlStage>, ShuffleId);
+
+fn sql_sources<'a>(node: &'a Arc<Node>, out: &mut Vec<SqlSource<'a>>) {
+    match &node.kind {
+        NodeKind::SqlResult {
+            stages, shuffle, ..
+        } => out.push((stages, *shuffle)),
+        NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => {
+            sql_sources(parent, out)
+        }
+        NodeKind::Union { parents } => parents.iter().for_each(|p| sql_sources(p, out)),
+        NodeKind::Parallelize { .. }
+        | NodeKind::TextFile { .. }
+        | NodeKind::Shuffled { .. }
+        | NodeKind::Invalid { .. } => {}
     }
 }
 
@@ -505,6 +527,36 @@ impl StageBuilder<'_> {
                 data: slices[p].clone(),
             },
             NodeKind::TextFile { splits } => PartitionPlan::TextFile(splits[p].clone()),
+            NodeKind::SqlResult {
+                shuffle, decode, ..
+            } => {
+                let status = self
+                    .map_outputs
+                    .get(shuffle)
+                    .and_then(|statuses| statuses.get(p))
+                    .ok_or_else(|| {
+                        DriverError::Internal(format!(
+                            "{shuffle} partition {p} was not computed before its reader"
+                        ))
+                    })?;
+                let blocks = status
+                    .blocks
+                    .first()
+                    .filter(|b| b.len > 0)
+                    .map(|b| BlockLocation {
+                        path: status.data_path.clone(),
+                        map_partition: p as u32,
+                        offset: b.offset,
+                        len: b.len,
+                    })
+                    .into_iter()
+                    .collect();
+                PartitionPlan::ArrowBlocks {
+                    op: self.op(node, decode),
+                    shuffle: *shuffle,
+                    blocks,
+                }
+            }
             NodeKind::Narrow { op, parent } => {
                 let input = Box::new(self.plan(parent, p)?);
                 PartitionPlan::Narrow {
@@ -591,8 +643,8 @@ impl Job<'_> {
         let mut batches = Vec::new();
         for stage in stages {
             let tasks = stage.tasks();
-            let plan =
-                riffle_sql::stages::resolve(stage.plan, &self.map_outputs).map_err(plan_error)?;
+            let plan = self.write_dataset_scans(stage.plan).await?;
+            let plan = riffle_sql::stages::resolve(plan, &self.map_outputs).map_err(plan_error)?;
             let bytes = riffle_sql::codec::encode_plan(plan).map_err(plan_error)?;
             let output = match stage.shuffle {
                 Some(shuffle) => SqlOutput::Shuffle { shuffle },
@@ -626,16 +678,7 @@ impl Job<'_> {
             }
             match stage.shuffle {
                 Some(shuffle) => {
-                    let statuses = outputs
-                        .into_iter()
-                        .map(|o| match o {
-                            TaskOutput::Shuffle(status) => Ok(status),
-                            _ => Err(DriverError::Internal(
-                                "SQL map task returned no map status".into(),
-                            )),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    self.map_outputs.insert(shuffle, statuses);
+                    self.map_outputs.insert(shuffle, map_statuses(outputs)?);
                 }
                 None => {
                     for output in outputs {
@@ -655,4 +698,54 @@ impl Job<'_> {
         }
         Ok(batches)
     }
+
+    /// Writes the rows of every Dataset-table scan in `plan` (running the
+    /// dataset's stages with an Arrow sink, unless this job already did)
+    /// and puts shuffle reads of them in the scans' places.
+    async fn write_dataset_scans(
+        &mut self,
+        plan: Arc<dyn riffle_sql::datafusion::physical_plan::ExecutionPlan>,
+    ) -> Result<Arc<dyn riffle_sql::datafusion::physical_plan::ExecutionPlan>, DriverError> {
+        use crate::sql_dataset::DatasetScanExec;
+        use riffle_sql::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+        let mut scans = Vec::new();
+        plan.apply(|node| {
+            if let Some(scan) = node.downcast_ref::<DatasetScanExec>() {
+                scans.push((scan.shuffle, scan.node.clone(), scan.writer.clone()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| DriverError::Plan(e.to_string()))?;
+        for (shuffle, node, writer) in scans {
+            if self.map_outputs.contains_key(&shuffle) {
+                continue;
+            }
+            self.ensure_parents(&node).await?;
+            let outputs = self
+                .run_stage(&node, writer, move |op| StageSink::Arrow { shuffle, op })
+                .await?;
+            self.map_outputs.insert(shuffle, map_statuses(outputs)?);
+        }
+        plan.transform_up(|node| {
+            Ok(match node.downcast_ref::<DatasetScanExec>() {
+                Some(scan) => Transformed::yes(Arc::new(scan.reader()) as _),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+        .map_err(|e| DriverError::Plan(e.to_string()))
+    }
+}
+
+/// The map statuses of a finished map stage, in partition order.
+fn map_statuses(outputs: Vec<TaskOutput>) -> Result<Vec<MapStatus>, DriverError> {
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            TaskOutput::Shuffle(status) => Ok(status),
+            _ => Err(DriverError::Internal(
+                "map task returned no map status".into(),
+            )),
+        })
+        .collect()
 }

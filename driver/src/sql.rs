@@ -139,7 +139,33 @@ impl SqlFrame {
             .map_err(|e| sql_error(&self.statement, e))
     }
 
-    fn stages(&self) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
+    /// The context the query runs in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The statement, shortened for labels and messages.
+    pub(crate) fn short_statement(&self) -> String {
+        let text: String = self
+            .statement
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match text.char_indices().nth(60) {
+            Some((i, _)) => format!("{}...", &text[..i]),
+            None => text,
+        }
+    }
+
+    /// An error about this statement.
+    pub(crate) fn error(&self, message: String) -> DriverError {
+        DriverError::Sql {
+            statement: self.statement.trim().chars().take(200).collect(),
+            message,
+        }
+    }
+
+    pub(crate) fn stages(&self) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
         let plan = self.physical_plan()?;
         let ctx = self.ctx.clone();
         riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())

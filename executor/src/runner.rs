@@ -10,13 +10,16 @@ use object_store::{ObjectStoreExt, PutPayload};
 use riffle_planner::PipelineError;
 use riffle_planner::function::FnRef;
 use riffle_planner::pipeline::{
-    ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp, SourceOp, TaskContext,
+    ArrowSourceOp, ArrowWriteOp, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp,
+    SourceOp, TaskContext,
 };
 use riffle_planner::task::{
     FailureKind, OpIndex, PartitionPlan, StageSink, StageSpec, TaskFailure, TaskMetrics,
     TaskOutput, TaskSpec, TaskStatus,
 };
-use riffle_shuffle::writer::{EncodedMapOutput, encode_map_output, put_map_output};
+use riffle_shuffle::writer::{
+    EncodedMapOutput, MapOutputBuilder, encode_map_output, put_map_output,
+};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,6 +33,8 @@ enum Op {
     Reduce(Box<dyn ReduceOp>),
     Write(Box<dyn ShuffleWriteOp>),
     Result(Box<dyn ResultOp>),
+    ArrowWrite(Box<dyn ArrowWriteOp>),
+    ArrowSource(Box<dyn ArrowSourceOp>),
 }
 
 impl Op {
@@ -55,8 +60,16 @@ impl Op {
             Ok(op) => return Ok(Op::Write(*op)),
             Err(any) => any,
         };
-        match any.downcast::<Box<dyn ResultOp>>() {
-            Ok(op) => Ok(Op::Result(*op)),
+        let any = match any.downcast::<Box<dyn ResultOp>>() {
+            Ok(op) => return Ok(Op::Result(*op)),
+            Err(any) => any,
+        };
+        let any = match any.downcast::<Box<dyn ArrowWriteOp>>() {
+            Ok(op) => return Ok(Op::ArrowWrite(*op)),
+            Err(any) => any,
+        };
+        match any.downcast::<Box<dyn ArrowSourceOp>>() {
+            Ok(op) => Ok(Op::ArrowSource(*op)),
             Err(_) => Err(PipelineError::Function {
                 name: f.name().to_string(),
                 message: "factory returned an object of no known operator role".into(),
@@ -158,6 +171,27 @@ impl StageRuntime {
                     _ => Err(self.wrong_role(op, "narrow operator")),
                 }
             }
+            PartitionPlan::ArrowBlocks {
+                op,
+                shuffle,
+                blocks,
+            } => match self.op(op)? {
+                Op::ArrowSource(source) => {
+                    let input = riffle_planner::task::ShuffleInput {
+                        shuffle,
+                        partition: 0,
+                        blocks,
+                    };
+                    let batches = ShuffleBatches::record_batches(
+                        input,
+                        env.shuffle.clone(),
+                        env.runtime.clone(),
+                        ctx.clone(),
+                    );
+                    source.open(Box::new(batches), ctx)
+                }
+                _ => Err(self.wrong_role(op, "Arrow source")),
+            },
             PartitionPlan::Sql { .. } => Err(PipelineError::Internal(
                 "a SQL task in a Dataset stage".into(),
             )),
@@ -193,6 +227,18 @@ impl StageRuntime {
                     Ok(CpuOutput::Map(encoded))
                 }
                 _ => Err(self.wrong_role(*writer, "shuffle writer")),
+            },
+            StageSink::Arrow { op, .. } => match self.op(*op)? {
+                Op::ArrowWrite(w) => {
+                    let shuffle_error =
+                        |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle(e.to_string());
+                    let mut output = MapOutputBuilder::new(w.schema(), 1).map_err(shuffle_error)?;
+                    w.write(partition, ctx, &mut |batch| {
+                        output.push(0, batch).map_err(shuffle_error)
+                    })?;
+                    Ok(CpuOutput::Map(output.finish().map_err(shuffle_error)?))
+                }
+                _ => Err(self.wrong_role(*op, "Arrow writer")),
             },
             StageSink::Sql { .. } => Err(PipelineError::Internal(
                 "a SQL stage on the Dataset path".into(),
@@ -300,7 +346,10 @@ async fn commit(
         message: format!("{id}: {message}"),
     };
     match (&spec.sink, out) {
-        (StageSink::Shuffle { shuffle, .. }, CpuOutput::Map(encoded)) => {
+        (
+            StageSink::Shuffle { shuffle, .. } | StageSink::Arrow { shuffle, .. },
+            CpuOutput::Map(encoded),
+        ) => {
             let path = env
                 .shuffle
                 .data_path(id.job, *shuffle, id.partition, id.attempt);

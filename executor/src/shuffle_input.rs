@@ -1,41 +1,72 @@
 //! The reduce side's input: fetched shuffle blocks as batch iterators.
 
-use arrow_array::BinaryArray;
+use arrow_array::{BinaryArray, RecordBatch};
 use bytes::Bytes;
 use futures::StreamExt;
 use riffle_planner::PipelineError;
 use riffle_planner::pipeline::{Counters, TaskContext};
 use riffle_planner::task::{BlockLocation, ShuffleInput};
-use riffle_shuffle::reader::{decode_block, fetch_blocks};
+use riffle_shuffle::reader::{decode_batches, decode_block, fetch_blocks};
 use riffle_shuffle::{ShuffleError, ShuffleStore};
 use tokio::sync::mpsc;
 
 /// Range requests outstanding per shuffle input.
 const BLOCKS_IN_FLIGHT: usize = 8;
 
-/// Iterates the record arrays of one reduce partition of one shuffle. The
-/// blocks are fetched by a tokio task (started on the first `next`) and
-/// decoded here, on the CPU side.
-pub struct ShuffleBatches {
+/// Decodes one fetched block.
+type BlockDecoder<B> = fn(&str, Bytes) -> Result<Vec<B>, ShuffleError>;
+
+/// Iterates the decoded batches of one reduce partition of one shuffle:
+/// the record arrays of a Dataset shuffle (`B = BinaryArray`) or the
+/// Arrow rows of a SQL one (`B = RecordBatch`). The blocks are fetched by
+/// a tokio task (started on the first `next`) and decoded here, on the CPU
+/// side.
+pub struct ShuffleBatches<B = BinaryArray> {
     input: ShuffleInput,
     pending: Option<(ShuffleStore, tokio::runtime::Handle)>,
     rx: Option<mpsc::Receiver<Result<(BlockLocation, Bytes), ShuffleError>>>,
-    decoded: std::vec::IntoIter<BinaryArray>,
+    decode: BlockDecoder<B>,
+    decoded: std::vec::IntoIter<B>,
     ctx: TaskContext,
 }
 
-impl ShuffleBatches {
-    /// Batches of `input`, read from `store` by a task on `runtime`.
+impl ShuffleBatches<BinaryArray> {
+    /// Record arrays of `input`, read from `store` by a task on `runtime`.
     pub fn new(
         input: ShuffleInput,
         store: ShuffleStore,
         runtime: tokio::runtime::Handle,
         ctx: TaskContext,
     ) -> Self {
+        ShuffleBatches::with_decoder(input, store, runtime, ctx, decode_block)
+    }
+}
+
+impl ShuffleBatches<RecordBatch> {
+    /// Arrow rows of `input` as they were written.
+    pub fn record_batches(
+        input: ShuffleInput,
+        store: ShuffleStore,
+        runtime: tokio::runtime::Handle,
+        ctx: TaskContext,
+    ) -> Self {
+        ShuffleBatches::with_decoder(input, store, runtime, ctx, decode_batches)
+    }
+}
+
+impl<B> ShuffleBatches<B> {
+    fn with_decoder(
+        input: ShuffleInput,
+        store: ShuffleStore,
+        runtime: tokio::runtime::Handle,
+        ctx: TaskContext,
+        decode: BlockDecoder<B>,
+    ) -> Self {
         ShuffleBatches {
             input,
             pending: Some((store, runtime)),
             rx: None,
+            decode,
             decoded: Vec::new().into_iter(),
             ctx,
         }
@@ -55,10 +86,10 @@ impl ShuffleBatches {
     }
 }
 
-impl Iterator for ShuffleBatches {
-    type Item = BinaryArray;
+impl<B> Iterator for ShuffleBatches<B> {
+    type Item = B;
 
-    fn next(&mut self) -> Option<BinaryArray> {
+    fn next(&mut self) -> Option<B> {
         if let Some((store, runtime)) = self.pending.take() {
             let (tx, rx) = mpsc::channel(BLOCKS_IN_FLIGHT);
             let blocks = self.input.blocks.clone();
@@ -101,7 +132,7 @@ impl Iterator for ShuffleBatches {
                 Some(Ok((block, bytes))) => {
                     Counters::add(&self.ctx.counters.bytes_read, bytes.len() as u64);
                     Counters::add(&self.ctx.counters.shuffle_bytes_read, bytes.len() as u64);
-                    match decode_block(&block.path, bytes) {
+                    match (self.decode)(&block.path, bytes) {
                         Ok(arrays) => self.decoded = arrays.into_iter(),
                         Err(e) => {
                             self.fail(Some(block.map_partition), e);

@@ -12,7 +12,7 @@
 //! executor checks it before committing any output.
 
 use crate::error::PipelineError;
-use arrow_array::BinaryArray;
+use arrow_array::{BinaryArray, RecordBatch};
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,4 +135,31 @@ pub trait ShuffleWriteOp: Send + Sync {
 pub trait ResultOp: Send + Sync {
     /// Consumes the partition.
     fn finish(&self, input: Partition, ctx: &TaskContext) -> Result<Vec<u8>, PipelineError>;
+}
+
+/// The end of a map stage whose records become Arrow rows: a `Dataset`
+/// read as a SQL table. Each task's rows go to one reduce partition, read
+/// back as one partition of the table.
+pub trait ArrowWriteOp: Send + Sync {
+    /// The Arrow schema of the rows.
+    fn schema(&self) -> arrow_schema::SchemaRef;
+
+    /// Consumes the partition, handing its rows to `out` a batch at a time.
+    fn write(
+        &self,
+        input: Partition,
+        ctx: &TaskContext,
+        out: &mut dyn FnMut(RecordBatch) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError>;
+}
+
+/// The start of a stage whose records come from Arrow rows: a SQL result
+/// read as a `Dataset`.
+pub trait ArrowSourceOp: Send + Sync {
+    /// Builds the partition from the fetched batches.
+    fn open(
+        &self,
+        batches: BoxIter<RecordBatch>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError>;
 }

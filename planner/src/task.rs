@@ -74,6 +74,15 @@ pub enum StageSink {
         /// The output directory URL.
         dir: String,
     },
+    /// A map stage whose records are written as Arrow rows by an
+    /// `ArrowWriteOp`, all of a task's rows to reduce partition 0: a
+    /// `Dataset` read as a SQL table, one table partition per map task.
+    Arrow {
+        /// The shuffle written.
+        shuffle: ShuffleId,
+        /// The `ArrowWriteOp`.
+        op: OpIndex,
+    },
     /// A SQL fragment: a DataFusion physical plan encoded by riffle-sql.
     /// Each task runs one partition of it ([`PartitionPlan::Sql`]); `ops`
     /// is empty.
@@ -127,6 +136,16 @@ pub enum PartitionPlan {
     Sql {
         /// The partition.
         partition: u32,
+    },
+    /// Arrow rows written by one SQL map task, turned into typed records
+    /// by an `ArrowSourceOp`: a SQL result read as a `Dataset`.
+    ArrowBlocks {
+        /// The `ArrowSourceOp`.
+        op: OpIndex,
+        /// The shuffle read (named in fetch failures).
+        shuffle: ShuffleId,
+        /// The blocks of the task's rows.
+        blocks: Vec<BlockLocation>,
     },
     /// Several parent partitions read one after the other (`coalesce`),
     /// chained by a `ConcatOp`.

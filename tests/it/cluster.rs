@@ -103,7 +103,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn local_cluster_answers_equal_embedded() {
-    for job in ["join", "sort", "distinct", "count-by-key"] {
+    for job in ["join", "sort", "distinct", "count-by-key", "sql-dataset"] {
         let embedded = stdout_of(&jobs(&["--master", "local[2]", job]));
         let cluster = jobs(&["--master", "local-cluster[2,1]", job]);
         assert_eq!(stdout_of(&cluster), embedded, "{job}");

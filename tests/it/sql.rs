@@ -18,6 +18,8 @@ fn write_csv(dir: &std::path::Path) -> (String, String) {
     for r in 0..5 {
         writeln!(f, "r{r},Region {r}").unwrap();
     }
+    // A NULL region, for NOT IN's null-aware semantics.
+    writeln!(f, ",Nowhere").unwrap();
     (sales.display().to_string(), regions.display().to_string())
 }
 
@@ -44,6 +46,15 @@ const QUERIES: &[&str] = &[
     "SELECT day, rank() OVER (PARTITION BY region ORDER BY amount DESC, id) AS rk FROM sales WHERE day < 3",
     "SELECT region FROM sales WHERE day = 1 UNION ALL SELECT region FROM regions",
     "SELECT count(DISTINCT region) AS regions, max(amount) AS top FROM sales",
+    // Joins that emit unmatched rows: each must see all matches even when
+    // the small side is broadcast to several tasks.
+    "SELECT s.id, r.name FROM sales s LEFT JOIN regions r ON s.region = r.region WHERE s.day = 2",
+    "SELECT r.region, count(s.id) AS n FROM regions r LEFT JOIN sales s ON s.region = r.region AND s.day = 3 GROUP BY r.region",
+    "SELECT s.region AS a, r.region AS b FROM (SELECT DISTINCT region FROM sales) s FULL JOIN regions r ON s.region = r.region",
+    "SELECT count(*) AS n FROM sales WHERE region IN (SELECT region FROM regions)",
+    "SELECT id FROM sales s WHERE day = 4 AND NOT EXISTS (SELECT 1 FROM regions r WHERE r.region = s.region)",
+    "SELECT id FROM sales WHERE day = 5 AND region NOT IN (SELECT region FROM regions WHERE name <> 'Nowhere')",
+    "SELECT id FROM sales WHERE day = 5 AND region NOT IN (SELECT region FROM regions)",
 ];
 
 #[test]
@@ -55,6 +66,15 @@ fn queries_match_datafusion_embedded_and_on_local_cluster() {
         .enable_all()
         .build()
         .unwrap();
+    // Parquet copies carry row counts, so DataFusion broadcasts the small
+    // side of joins (CollectLeft); CSV tables have no statistics and are
+    // joined partitioned. Both must give DataFusion's answers.
+    let parquet = |name: &str| {
+        dir.path()
+            .join(format!("{name}_parquet"))
+            .display()
+            .to_string()
+    };
     rt.block_on(async {
         df.register_csv("sales", &sales, CsvReadOptions::new())
             .await
@@ -62,21 +82,39 @@ fn queries_match_datafusion_embedded_and_on_local_cluster() {
         df.register_csv("regions", &regions, CsvReadOptions::new())
             .await
             .unwrap();
+        for table in ["sales", "regions"] {
+            df.sql(&format!(
+                "COPY {table} TO '{}/' STORED AS PARQUET",
+                parquet(table)
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        }
     });
     for master in ["local[2]"] {
         let ctx = Context::new(master).unwrap();
         ctx.register_csv("sales", &sales).unwrap();
         ctx.register_csv("regions", &regions).unwrap();
+        let pq = Context::new(master).unwrap();
+        pq.register_parquet("sales", &format!("{}/", parquet("sales")))
+            .unwrap();
+        pq.register_parquet("regions", &format!("{}/", parquet("regions")))
+            .unwrap();
         for q in QUERIES {
             let expected = rt.block_on(async { df.sql(q).await.unwrap().collect().await.unwrap() });
-            let frame = ctx.sql(q).unwrap();
-            let got = frame.collect().unwrap();
-            assert_eq!(
-                sorted_rows(&got),
-                sorted_rows(&expected),
-                "{master}: {q}\n{}",
-                frame.explain().unwrap()
-            );
+            for ctx in [&ctx, &pq] {
+                let frame = ctx.sql(q).unwrap();
+                let got = frame.collect().unwrap();
+                assert_eq!(
+                    sorted_rows(&got),
+                    sorted_rows(&expected),
+                    "{master}: {q}\n{}",
+                    frame.explain().unwrap()
+                );
+            }
         }
         // ORDER BY results keep their order.
         let q = QUERIES[2];
@@ -268,4 +306,145 @@ fn bad_files_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/no/such/place"), "{err}");
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Sale {
+    id: u64,
+    region: String,
+    amount: f64,
+    day: Option<u32>,
+}
+
+fn sales() -> Vec<Sale> {
+    (0..3000u64)
+        .map(|i| Sale {
+            id: i,
+            region: format!("r{}", i % 7),
+            amount: ((i * 37) % 1000) as f64,
+            day: (i % 5 != 0).then_some((i % 31) as u32),
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, PartialOrd)]
+struct RegionStats {
+    region: String,
+    n: u64,
+    total: f64,
+    first_day: Option<u32>,
+}
+
+#[test]
+fn datasets_are_sql_tables_and_results_are_datasets() {
+    let ctx = Context::new("local[2]").unwrap();
+    let ds = ctx.parallelize(sales(), 4);
+    ctx.register_dataset("sales", &ds).unwrap();
+    // Expected, computed sequentially.
+    let mut expected: std::collections::BTreeMap<String, (u64, f64, Option<u32>)> =
+        Default::default();
+    for s in sales().into_iter().filter(|s| s.amount >= 100.0) {
+        let e = expected.entry(s.region.clone()).or_insert((0, 0.0, None));
+        e.0 += 1;
+        e.1 += s.amount;
+        e.2 = match (e.2, s.day) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let frame = ctx
+        .sql(
+            "SELECT region, count(*) AS n, sum(amount) AS total, min(day) AS first_day \
+             FROM sales WHERE amount >= 100 GROUP BY region",
+        )
+        .unwrap();
+    // SQL result -> Dataset<T>, then Dataset operations on it.
+    let mut got: Vec<RegionStats> = frame
+        .to_dataset::<RegionStats>()
+        .unwrap()
+        .filter(|s: &RegionStats| s.n > 0)
+        .collect()
+        .unwrap();
+    got.sort_by(|a, b| a.region.cmp(&b.region));
+    let want: Vec<RegionStats> = expected
+        .into_iter()
+        .map(|(region, (n, total, first_day))| RegionStats {
+            region,
+            n,
+            total,
+            first_day,
+        })
+        .collect();
+    assert_eq!(got, want);
+    // The table is as lazy as the dataset, and joins with other tables.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, regions) = write_csv(dir.path());
+    ctx.register_csv("regions", &regions).unwrap();
+    let joined = ctx
+        .sql("SELECT r.name, count(*) AS n FROM sales s JOIN regions r ON s.region = r.region GROUP BY r.name ORDER BY r.name")
+        .unwrap()
+        .collect()
+        .unwrap();
+    let text = riffle::arrow::util::pretty::pretty_format_batches(&joined)
+        .unwrap()
+        .to_string();
+    // r0..r4 exist in regions.csv; r0 has ids 0, 7, 14, ... (429 of them).
+    assert!(text.contains("| Region 0 | 429 |"), "{text}");
+    assert_eq!(text.matches("| Region").count(), 5, "{text}");
+    // A dataset from a query can feed another table.
+    let again = ctx
+        .sql("SELECT id, region, amount, day FROM sales WHERE id < 10")
+        .unwrap()
+        .to_dataset::<Sale>()
+        .unwrap();
+    ctx.register_dataset("first_ten", &again).unwrap();
+    let n = ctx.sql("SELECT * FROM first_ten").unwrap().count().unwrap();
+    assert_eq!(n, 10);
+    let mut back = again.collect().unwrap();
+    back.sort_by_key(|s| s.id);
+    assert_eq!(back, sales()[..10].to_vec());
+}
+
+#[test]
+fn dataset_sql_bridge_errors_name_the_problem() {
+    let ctx = Context::new("local[2]").unwrap();
+    // A row type that is not a struct.
+    let numbers = ctx.parallelize(vec![1u64, 2, 3], 1);
+    let err = ctx
+        .register_dataset("numbers", &numbers)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("register_dataset(numbers)") && err.contains("u64"),
+        "{err}"
+    );
+    // A field the result does not have.
+    ctx.register_dataset("sales", &ctx.parallelize(sales(), 2))
+        .unwrap();
+    let err = ctx
+        .sql("SELECT region, count(*) AS count FROM sales GROUP BY region")
+        .unwrap()
+        .to_dataset::<RegionStats>()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("`n`") && err.contains("region, count"),
+        "{err}"
+    );
+    // A NULL where the record type has no Option fails the job, naming it.
+    #[derive(serde::Serialize, serde::Deserialize, Debug)]
+    struct Strict {
+        id: u64,
+        day: u32,
+    }
+    let err = ctx
+        .sql("SELECT id, day FROM sales")
+        .unwrap()
+        .to_dataset::<Strict>()
+        .unwrap()
+        .count()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("day") || err.contains("null"), "{err}");
 }

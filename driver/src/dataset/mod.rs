@@ -5,6 +5,7 @@
 //! transformations are in [`narrow`], keyed (wide) ones in [`pair`].
 
 pub mod actions;
+pub(crate) mod arrow_rows;
 pub mod narrow;
 pub(crate) mod ops;
 pub mod pair;
@@ -51,6 +52,12 @@ pub(crate) struct Node {
     pub(crate) kind: NodeKind,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({}, {} partitions)", self.label, self.partitions)
+    }
+}
+
 pub(crate) enum NodeKind {
     Parallelize {
         op: FnRef,
@@ -75,6 +82,14 @@ pub(crate) enum NodeKind {
     Shuffled {
         reducer: FnRef,
         deps: Vec<ShuffleDep>,
+    },
+    /// The rows of a SQL query: its stages run first, the last one writing
+    /// its rows to `shuffle`; each partition reads one result task's rows
+    /// as records through the `ArrowSourceOp` `decode`.
+    SqlResult {
+        stages: Vec<riffle_sql::stages::SqlStage>,
+        shuffle: ShuffleId,
+        decode: FnRef,
     },
     /// A transformation whose state could not be encoded; actions report
     /// the error.
@@ -185,7 +200,10 @@ fn explain_stage(node: &Arc<Node>, sink: &str, depth: usize, next: &mut usize, o
 /// the shuffle dependencies that bound it.
 fn fuse<'a>(node: &'a Arc<Node>, chain: &mut Vec<String>, deps: &mut Vec<&'a ShuffleDep>) {
     match &node.kind {
-        NodeKind::Parallelize { .. } | NodeKind::TextFile { .. } | NodeKind::Invalid { .. } => {}
+        NodeKind::Parallelize { .. }
+        | NodeKind::TextFile { .. }
+        | NodeKind::SqlResult { .. }
+        | NodeKind::Invalid { .. } => {}
         NodeKind::Narrow { parent, .. } | NodeKind::Coalesce { parent, .. } => {
             fuse(parent, chain, deps)
         }

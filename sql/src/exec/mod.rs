@@ -19,7 +19,7 @@ use datafusion::physical_plan::{Partitioning, PlanProperties};
 use std::sync::Arc;
 
 /// Plan properties of a node with `partitions` unordered partitions.
-pub(crate) fn properties(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+pub fn properties(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema),
         Partitioning::UnknownPartitioning(partitions),
