@@ -158,6 +158,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn round_trip_partitions_larger_than_a_chunk() {
+        // Several MiB per partition: the streams span many chunks of the
+        // writer's sink, and blocks start inside chunks.
+        let parts = (0..3)
+            .map(|p| {
+                (0..120_000)
+                    .map(|i| format!("{p}-{i}-{}", "x".repeat(i % 50)))
+                    .collect()
+            })
+            .collect();
+        round_trip(parts).await;
+    }
+
+    #[test]
+    fn chunked_sink_keeps_every_byte_in_order() {
+        use crate::writer::Chunks;
+        use std::io::Write;
+        let mut sink = Chunks::default();
+        let mut expected = Vec::new();
+        for i in 0..2000usize {
+            let piece: Vec<u8> = (0..(i * 37) % 9000).map(|j| (i + j) as u8).collect();
+            sink.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+        }
+        assert_eq!(sink.len(), expected.len());
+        let chunks = sink.into_chunks();
+        assert!(chunks.len() > 1);
+        assert_eq!(chunks.concat(), expected);
+    }
+
+    #[tokio::test]
     async fn missing_output_is_named() {
         let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("s"));
         let loc = BlockLocation {
