@@ -105,9 +105,9 @@ impl Job<'_> {
                         .await
                 };
                 match outputs {
-                    Ok(outputs) => self.commit_text(&dir, outputs).await,
+                    Ok(outputs) => self.commit_files(&dir, outputs, "").await,
                     Err(e) => {
-                        self.abort_text(&dir).await;
+                        self.abort_files(&dir).await;
                         Err(e)
                     }
                 }
@@ -127,7 +127,8 @@ impl Job<'_> {
             for (stages, shuffle) in queries {
                 if !self.map_outputs.contains_key(&shuffle) {
                     // The last stage writes `shuffle` (`SqlFrame::to_dataset`).
-                    self.run_sql_stages(stages.clone()).await?;
+                    self.run_sql_stages(stages.clone(), riffle_planner::task::SqlOutput::Result)
+                        .await?;
                 }
             }
             let mut deps = Vec::new();
@@ -377,12 +378,13 @@ impl Job<'_> {
         self.ctx.inner.backend.remove_job(self.id).await;
     }
 
-    /// Moves each partition's file from `_temporary` to `part-NNNNN`, then
-    /// marks the directory complete with `_SUCCESS`.
-    async fn commit_text(
+    /// Moves each partition's file from `_temporary` to `part-NNNNN` plus
+    /// `suffix`, then marks the directory complete with `_SUCCESS`.
+    async fn commit_files(
         &mut self,
         dir: &str,
         outputs: Vec<TaskOutput>,
+        suffix: &str,
     ) -> Result<Vec<TaskOutput>, DriverError> {
         let (store, base) = self.output_store(dir)?;
         let storage = |path: &str, e: object_store::Error| DriverError::Storage {
@@ -391,12 +393,14 @@ impl Job<'_> {
         };
         for (p, output) in outputs.iter().enumerate() {
             let TaskOutput::Written { path } = output else {
-                return Err(DriverError::Internal("save task returned no file".into()));
+                return Err(DriverError::Internal(
+                    "a writing task returned no file".into(),
+                ));
             };
             let url = url::Url::parse(path).map_err(|e| DriverError::Internal(e.to_string()))?;
             let from = object_store::path::Path::from_url_path(url.path())
                 .map_err(|e| DriverError::Internal(e.to_string()))?;
-            let to = base.clone().join(format!("part-{p:05}"));
+            let to = base.clone().join(format!("part-{p:05}{suffix}"));
             store
                 .rename(&from, &to)
                 .await
@@ -407,12 +411,12 @@ impl Job<'_> {
             .put(&success, object_store::PutPayload::default())
             .await
             .map_err(|e| storage(dir, e))?;
-        self.abort_text(dir).await;
+        self.abort_files(dir).await;
         Ok(outputs)
     }
 
     /// Removes the job's uncommitted files under `dir/_temporary`.
-    async fn abort_text(&mut self, dir: &str) {
+    async fn abort_files(&mut self, dir: &str) {
         let Ok((store, base)) = self.output_store(dir) else {
             return;
         };
@@ -628,19 +632,64 @@ impl Context {
         &self,
         stages: Vec<riffle_sql::stages::SqlStage>,
     ) -> Result<Vec<arrow_array::RecordBatch>, DriverError> {
-        self.with_job(async |job| job.run_sql_stages(stages).await)
+        let outputs = self.with_job(async |job| {
+            job.run_sql_stages(stages, riffle_planner::task::SqlOutput::Result)
+                .await
+        })?;
+        let mut batches = Vec::new();
+        for output in outputs {
+            let bytes = result_bytes(output)?;
+            if bytes.is_empty() {
+                continue;
+            }
+            let decoded =
+                riffle_shuffle::reader::decode_batches("result", bytes::Bytes::from(bytes))
+                    .map_err(|e| DriverError::Internal(e.to_string()))?;
+            batches.extend(decoded);
+        }
+        Ok(batches)
+    }
+
+    /// Runs the stages of a distributed SQL plan with each result task
+    /// writing one file in `format` under `dir` (a URL); the files appear
+    /// as `part-NNNNN.<ext>` only once every task has succeeded.
+    pub(crate) fn write_sql(
+        &self,
+        stages: Vec<riffle_sql::stages::SqlStage>,
+        dir: &str,
+        format: riffle_planner::task::FileFormat,
+    ) -> Result<(), DriverError> {
+        self.with_job(async |job| {
+            let output = riffle_planner::task::SqlOutput::Files {
+                dir: dir.to_string(),
+                format,
+            };
+            match job.run_sql_stages(stages, output).await {
+                Ok(outputs) => job
+                    .commit_files(dir, outputs, format.extension())
+                    .await
+                    .map(|_| ()),
+                Err(e) => {
+                    job.abort_files(dir).await;
+                    Err(e)
+                }
+            }
+        })
     }
 }
 
 impl Job<'_> {
+    /// Runs SQL stages, producers first, the result stage (the one that
+    /// writes no shuffle) producing `result`; returns its task outputs.
     async fn run_sql_stages(
         &mut self,
         stages: Vec<riffle_sql::stages::SqlStage>,
-    ) -> Result<Vec<arrow_array::RecordBatch>, DriverError> {
+        result: riffle_planner::task::SqlOutput,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
         use riffle_planner::task::SqlOutput;
         let plan_error =
             |e: riffle_sql::datafusion::error::DataFusionError| DriverError::Plan(e.to_string());
-        let mut batches = Vec::new();
+        let mut results = Vec::new();
         for stage in stages {
             let tasks = stage.tasks();
             let plan = self.write_dataset_scans(stage.plan).await?;
@@ -648,7 +697,7 @@ impl Job<'_> {
             let bytes = riffle_sql::codec::encode_plan(plan).map_err(plan_error)?;
             let output = match stage.shuffle {
                 Some(shuffle) => SqlOutput::Shuffle { shuffle },
-                None => SqlOutput::Result,
+                None => result.clone(),
             };
             let id = StageId(self.next_stage);
             self.next_stage += 1;
@@ -680,23 +729,10 @@ impl Job<'_> {
                 Some(shuffle) => {
                     self.map_outputs.insert(shuffle, map_statuses(outputs)?);
                 }
-                None => {
-                    for output in outputs {
-                        let bytes = result_bytes(output)?;
-                        if bytes.is_empty() {
-                            continue;
-                        }
-                        let decoded = riffle_shuffle::reader::decode_batches(
-                            "result",
-                            bytes::Bytes::from(bytes),
-                        )
-                        .map_err(|e| DriverError::Internal(e.to_string()))?;
-                        batches.extend(decoded);
-                    }
-                }
+                None => results = outputs,
             }
         }
-        Ok(batches)
+        Ok(results)
     }
 
     /// Writes the rows of every Dataset-table scan in `plan` (running the

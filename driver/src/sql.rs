@@ -5,6 +5,7 @@
 use crate::context::Context;
 use crate::error::DriverError;
 use arrow_array::RecordBatch;
+use riffle_planner::task::FileFormat;
 use riffle_sql::datafusion::dataframe::DataFrame;
 use riffle_sql::datafusion::error::DataFusionError;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
@@ -201,43 +202,34 @@ impl SqlFrame {
         Ok(riffle_sql::stages::display(&self.stages()?))
     }
 
-    /// Runs the query and writes its rows as Parquet files under `dir`.
+    /// Runs the query and writes its rows as Parquet files under `dir`,
+    /// one `part-NNNNN.parquet` per result partition, written by the
+    /// executors, plus `_SUCCESS`.
     pub fn write_parquet(&self, dir: &str) -> Result<(), DriverError> {
-        self.write(dir, true)
+        self.write(dir, FileFormat::Parquet)
     }
 
-    /// Runs the query and writes its rows as CSV files (with a header)
-    /// under `dir`.
+    /// Runs the query and writes its rows as CSV files with a header line
+    /// under `dir`, one `part-NNNNN.csv` per result partition.
     pub fn write_csv(&self, dir: &str) -> Result<(), DriverError> {
-        self.write(dir, false)
+        self.write(dir, FileFormat::Csv)
     }
 
-    fn write(&self, dir: &str, parquet: bool) -> Result<(), DriverError> {
-        use riffle_sql::datafusion::dataframe::DataFrameWriteOptions;
-        let batches = self.collect()?;
-        let session = self.ctx.sql_session()?;
-        let table =
-            riffle_sql::datafusion::datasource::MemTable::try_new(self.schema(), vec![batches])
-                .map_err(|e| sql_error(&self.statement, e))?;
-        let frame = session
-            .read_table(Arc::new(table))
-            .map_err(|e| sql_error(&self.statement, e))?;
-        let url = table_url(&format!("{}/", dir.trim_end_matches('/')))?;
-        let options = DataFrameWriteOptions::new();
-        let written = if parquet {
-            self.ctx
-                .inner
-                .runtime
-                .block_on(frame.write_parquet(&url, options, None))
-        } else {
-            self.ctx
-                .inner
-                .runtime
-                .block_on(frame.write_csv(&url, options, None))
-        };
-        written
-            .map(|_| ())
-            .map_err(|e| sql_error(&self.statement, e))
+    /// Runs the query with each result task writing its rows as one file
+    /// under `dir` (a path or URL that must be empty or absent); the files
+    /// appear only once the whole query succeeded.
+    fn write(&self, dir: &str, format: FileFormat) -> Result<(), DriverError> {
+        let url =
+            riffle_shuffle::stores::ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
+                path: dir.to_string(),
+                message: e.message,
+            })?;
+        if self.ctx.output_exists(&url)? {
+            return Err(DriverError::OutputExists {
+                dir: dir.to_string(),
+            });
+        }
+        self.ctx.write_sql(self.stages()?, url.as_str(), format)
     }
 
     /// The output schema.

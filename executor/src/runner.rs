@@ -265,7 +265,7 @@ pub async fn run_task(
     if let (StageSink::Sql { output, .. }, Some(plan), Some(engine)) =
         (&stage.spec.sink, &stage.sql, sql)
     {
-        let result = engine.run(env, plan.clone(), *output, id).await;
+        let result = engine.run(env, plan.clone(), output.clone(), id).await;
         return TaskStatus {
             id,
             executor: env.id,
@@ -360,30 +360,45 @@ async fn commit(
         }
         (StageSink::Result { .. }, CpuOutput::Bytes(bytes)) => Ok(TaskOutput::Result(bytes)),
         (StageSink::SaveText { dir, .. }, CpuOutput::Bytes(bytes)) => {
-            let url = format!(
-                "{}/_temporary/{}/part-{:05}-attempt-{}",
-                dir.trim_end_matches('/'),
-                id.job,
-                id.partition,
-                id.attempt
-            );
-            let parsed =
-                url::Url::parse(&url).map_err(|e| storage_failure(format!("{url}: {e}")))?;
-            let (store, path) = env
-                .stores
-                .resolve(&parsed)
-                .map_err(|e| storage_failure(e.to_string()))?;
-            store
-                .put(&path, PutPayload::from_bytes(Bytes::from(bytes)))
-                .await
-                .map_err(|e| storage_failure(format!("writing {url}: {e}")))?;
-            Ok(TaskOutput::Written { path: url })
+            put_task_file(env, dir, id, "", bytes).await
         }
         _ => Err(TaskFailure {
             kind: FailureKind::Internal,
             message: format!("{id}: sink produced output of the wrong kind"),
         }),
     }
+}
+
+/// Stores a task's output file as `dir/_temporary/JOB/part-NNNNN-attempt-A`
+/// plus `suffix`, for the driver to commit once the whole job succeeded.
+pub(crate) async fn put_task_file(
+    env: &ExecutorEnv,
+    dir: &str,
+    id: &riffle_planner::ids::TaskId,
+    suffix: &str,
+    bytes: Vec<u8>,
+) -> Result<TaskOutput, TaskFailure> {
+    let storage_failure = |message: String| TaskFailure {
+        kind: FailureKind::Retryable,
+        message: format!("{id}: {message}"),
+    };
+    let url = format!(
+        "{}/_temporary/{}/part-{:05}-attempt-{}{suffix}",
+        dir.trim_end_matches('/'),
+        id.job,
+        id.partition,
+        id.attempt
+    );
+    let parsed = url::Url::parse(&url).map_err(|e| storage_failure(format!("{url}: {e}")))?;
+    let (store, path) = env
+        .stores
+        .resolve(&parsed)
+        .map_err(|e| storage_failure(e.to_string()))?;
+    store
+        .put(&path, PutPayload::from_bytes(Bytes::from(bytes)))
+        .await
+        .map_err(|e| storage_failure(format!("writing {url}: {e}")))?;
+    Ok(TaskOutput::Written { path: url })
 }
 
 /// The message of a caught panic.

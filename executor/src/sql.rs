@@ -12,7 +12,7 @@ use riffle_shuffle::writer::put_map_output;
 use riffle_sql::datafusion::common::DataFusionError;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
 use riffle_sql::datafusion::prelude::SessionContext;
-use riffle_sql::engine::{FragmentOutput, new_session, run_fragment};
+use riffle_sql::engine::{FragmentOutput, new_session, run_fragment, write_fragment};
 use std::sync::Arc;
 
 /// The SQL side of an executor.
@@ -66,6 +66,14 @@ impl SqlEngine {
         };
         let session = self.session.clone();
         let partition = id.partition as usize;
+        if let SqlOutput::Files { dir, format } = output {
+            let bytes = runtime
+                .spawn(async move { write_fragment(plan, partition, &session, format).await })
+                .await
+                .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
+                .map_err(|e| failure(id, e))?;
+            return crate::runner::put_task_file(env, &dir, &id, format.extension(), bytes).await;
+        }
         let produced = runtime
             .spawn(async move { run_fragment(plan, partition, &session).await })
             .await
@@ -85,7 +93,7 @@ impl SqlEngine {
                     })
             }
             (SqlOutput::Result, FragmentOutput::Result(encoded)) => {
-                Ok(TaskOutput::Result(encoded.data.to_vec()))
+                Ok(TaskOutput::Result(encoded.to_vec()))
             }
             _ => Err(internal(format!(
                 "{id}: fragment and stage output disagree"

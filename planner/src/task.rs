@@ -95,7 +95,7 @@ pub enum StageSink {
 }
 
 /// What the tasks of a SQL stage produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SqlOutput {
     /// Arrow IPC bytes of the partition's batches, for the driver.
     Result,
@@ -104,6 +104,33 @@ pub enum SqlOutput {
         /// The shuffle written.
         shuffle: ShuffleId,
     },
+    /// One file per task under `dir/_temporary`, which the driver commits
+    /// once every task has succeeded (`SqlFrame::write_parquet`).
+    Files {
+        /// The output directory (an object-store URL).
+        dir: String,
+        /// The files' format.
+        format: FileFormat,
+    },
+}
+
+/// The format of files a SQL stage writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// CSV with a header line.
+    Csv,
+}
+
+impl FileFormat {
+    /// The file name extension, with its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => ".parquet",
+            FileFormat::Csv => ".csv",
+        }
+    }
 }
 
 /// How to compute one partition of a stage.

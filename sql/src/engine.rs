@@ -11,6 +11,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitio
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
+use riffle_planner::task::FileFormat;
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
 use riffle_shuffle::writer::{EncodedMapOutput, MapOutputBuilder};
@@ -102,6 +103,46 @@ pub enum FragmentOutput {
     Shuffle(EncodedMapOutput),
     /// A result task: one stream of its batches.
     Result(EncodedMapOutput),
+}
+
+/// Runs partition `partition` of `plan` and returns its rows as one file
+/// in `format` (written as the batches come, so only the encoded file is
+/// held).
+pub async fn write_fragment(
+    plan: Arc<dyn ExecutionPlan>,
+    partition: usize,
+    ctx: &SessionContext,
+    format: FileFormat,
+) -> Result<Vec<u8>> {
+    let mut stream = plan.execute(partition, ctx.task_ctx())?;
+    match format {
+        FileFormat::Parquet => {
+            let mut writer =
+                datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), plan.schema(), None)?;
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?)?;
+            }
+            Ok(writer.into_inner()?)
+        }
+        FileFormat::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(Vec::new());
+            let mut rows = 0;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            if rows == 0 {
+                // The header alone, so that every part file has one.
+                writer.write(&datafusion::arrow::array::RecordBatch::new_empty(
+                    plan.schema(),
+                ))?;
+            }
+            Ok(writer.into_inner())
+        }
+    }
 }
 
 /// Runs partition `partition` of `plan` to completion, encoding its output

@@ -448,3 +448,56 @@ fn dataset_sql_bridge_errors_name_the_problem() {
         .to_string();
     assert!(err.contains("day") || err.contains("null"), "{err}");
 }
+
+#[test]
+fn write_parquet_and_csv_write_one_file_per_partition_from_the_executors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sales, _) = write_csv(dir.path());
+    let ctx = Context::new("local[2]").unwrap();
+    ctx.register_csv("sales", &sales).unwrap();
+    let query = "SELECT region, count(*) AS n, sum(amount) AS total FROM sales GROUP BY region";
+    let expected = sorted_rows(&ctx.sql(query).unwrap().collect().unwrap());
+    let frame = ctx.sql(query).unwrap();
+    for (format, ext) in [("parquet", "parquet"), ("csv", "csv")] {
+        let out = dir.path().join(format!("out-{format}"));
+        let out_str = out.to_str().unwrap();
+        match format {
+            "parquet" => frame.write_parquet(out_str).unwrap(),
+            _ => frame.write_csv(out_str).unwrap(),
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // One file per result partition (the aggregate has two), no
+        // leftovers of the attempts.
+        assert_eq!(
+            names,
+            vec![
+                format!("_SUCCESS"),
+                format!("part-00000.{ext}"),
+                format!("part-00001.{ext}")
+            ]
+        );
+        let back = Context::new("local[2]").unwrap();
+        match format {
+            "parquet" => back.register_parquet("t", &format!("{out_str}/")).unwrap(),
+            _ => back.register_csv("t", &format!("{out_str}/")).unwrap(),
+        }
+        let got = back
+            .sql("SELECT region, n, total FROM t")
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(sorted_rows(&got), expected, "{format}");
+        // Writing again into the same directory is refused, naming it.
+        let err = match format {
+            "parquet" => frame.write_parquet(out_str),
+            _ => frame.write_csv(out_str),
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(out_str) && err.contains("not empty"), "{err}");
+    }
+}
