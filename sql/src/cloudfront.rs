@@ -52,6 +52,19 @@ use crate::java_regex::{JavaFlags, JavaRegex};
 /// The `input.regex` of the tutorial's table (a Java regular expression).
 pub const HIVE_REGEX: &str = r"^(?!#)([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+([^ ]+)\s+[^\(]+[\(]([^\;]+).*\%20([^\/]+)[\/](.*)$";
 
+/// Whether `regex` is the tutorial's regex, as spelled in [`HIVE_REGEX`]
+/// or as Hive reads the script's string literal: Hive's unescaping drops
+/// the backslashes before `(`, `;` and `/`, all inside character classes
+/// or standing for themselves, so both spellings match the same lines.
+pub fn is_tutorial_regex(regex: &str) -> bool {
+    regex == HIVE_REGEX
+        || regex
+            == HIVE_REGEX
+                .replace(r"\(", "(")
+                .replace(r"\;", ";")
+                .replace(r"\/", "/")
+}
+
 /// The table's column names, in group order.
 pub const COLUMN_NAMES: [&str; 13] = [
     "date",

@@ -76,6 +76,21 @@ pub fn new_session(
             "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
             false,
         )
+        // An exchange here is a shuffle through the store, not a channel:
+        // a round-robin split of a small input only for parallelism costs
+        // a stage of its own, and a partitioned join shuffles both sides
+        // where broadcasting the smaller one shuffles neither. So no
+        // round-robin exchanges, and hash joins broadcast build sides up
+        // to 10 MB (Spark's default broadcast threshold) or a million rows.
+        .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            10 << 20,
+        )
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            1 << 20,
+        )
         // Each partition must read only its own files: sibling
         // partitions run as other tasks and never share a work queue.
         .set_bool(

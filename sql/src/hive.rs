@@ -335,6 +335,8 @@ INSERT OVERWRITE DIRECTORY '${OUTPUT}/os_requests/' SELECT os, COUNT(*) count FR
                 assert_eq!(columns[10].name, "os");
                 assert_eq!(location, "/in/cloudfront/data");
                 assert!(regex.starts_with(r"^(?!#)([^ ]+)\s+([^ ]+)"), "{regex}");
+                // The scan recognizes it and takes the exact fast path.
+                assert!(crate::cloudfront::is_tutorial_regex(&regex), "{regex}");
                 assert!(
                     regex.ends_with(r"[^(]+[(]([^;]+).*\%20([^/]+)[/](.*)$"),
                     "{regex}"

@@ -6,7 +6,7 @@
 //! The CloudFront tutorial's regex is recognized and parsed by
 //! [`crate::cloudfront::CloudFrontParser`]'s exact fast path.
 
-use crate::cloudfront::{CloudFrontParser, Date, HIVE_REGEX};
+use crate::cloudfront::{CloudFrontParser, Date, is_tutorial_regex};
 use crate::hive::HiveColumn;
 use crate::java_regex::{JavaFlags, JavaRegex};
 use arrow_array::builder::{Date32Builder, Int32Builder, StringBuilder};
@@ -240,38 +240,104 @@ impl ExecutionPlan for RegexScanExec {
         let table_schema = self.table_schema.clone();
         let projection = self.projection.clone();
         let out_schema = schema.clone();
-        let batches = async move {
-            let path = object_store::path::Path::from_url_path(url.path())?;
-            let bytes = store.get(&path).await?.bytes().await?;
-            // Parsing is CPU work: keep it off the async workers.
-            tokio::task::spawn_blocking(move || {
-                let text = decode(&file, &bytes)?;
-                parse(&text, &regex, &table_schema, &projection, &out_schema)
-            })
-            .await
-            .map_err(|e| DataFusionError::Execution(e.to_string()))?
-        };
-        let stream = crate::exec::flatten(futures::stream::once(batches));
+        use futures::StreamExt;
+        // Batches reach the consumer as they are parsed (at most two
+        // waiting), so a task holds its file and little more.
+        let stream = futures::stream::once(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+            tokio::spawn(async move {
+                let bytes = match fetch(&store, &url).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                // Parsing is CPU work: keep it off the async workers.
+                let parsed = tokio::task::spawn_blocking(move || {
+                    let text = decode(&file, &bytes)?;
+                    let mut emit = |batch| {
+                        // A closed channel means the consumer stopped
+                        // reading (a LIMIT, a failed task): stop parsing.
+                        tx.blocking_send(Ok(batch)).map_err(|_| Stop)
+                    };
+                    match parse(
+                        &text,
+                        &regex,
+                        &table_schema,
+                        &projection,
+                        &out_schema,
+                        &mut emit,
+                    ) {
+                        Err(ParseError::Failed(e)) => {
+                            let _ = tx.blocking_send(Err(e));
+                        }
+                        Ok(()) | Err(ParseError::Stopped) => {}
+                    }
+                    Ok::<(), DataFusionError>(())
+                })
+                .await;
+                if let Err(e) = parsed {
+                    tracing::warn!(error = %e, "regex scan task did not finish");
+                }
+            });
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+        })
+        .flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
+/// Reads a whole file.
+async fn fetch(store: &Arc<dyn object_store::ObjectStore>, url: &url::Url) -> Result<bytes::Bytes> {
+    let path = object_store::path::Path::from_url_path(url.path())?;
+    Ok(store.get(&path).await?.bytes().await?)
+}
+
+/// The consumer of a scan went away.
+struct Stop;
+
+/// Why parsing ended early.
+enum ParseError {
+    /// The consumer went away.
+    Stopped,
+    /// A batch could not be built.
+    Failed(DataFusionError),
+}
+
+impl From<DataFusionError> for ParseError {
+    fn from(e: DataFusionError) -> Self {
+        ParseError::Failed(e)
+    }
+}
+
+impl From<arrow_schema::ArrowError> for ParseError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        ParseError::Failed(e.into())
+    }
+}
+
+impl From<Stop> for ParseError {
+    fn from(_: Stop) -> Self {
+        ParseError::Stopped
+    }
+}
+
 /// The text of a file, gunzipped if it ends in `.gz`; invalid UTF-8 is
-/// replaced.
-fn decode(file: &str, bytes: &[u8]) -> Result<String> {
-    let raw = if file.ends_with(".gz") {
+/// replaced. Plain UTF-8 text is borrowed, not copied.
+fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    if file.ends_with(".gz") {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
             .map_err(|e| DataFusionError::Execution(format!("{file}: corrupt gzip data: {e}")))?;
-        out
-    } else {
-        bytes.to_vec()
-    };
-    Ok(match String::from_utf8(raw) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+        return Ok(Cow::Owned(match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }));
+    }
+    Ok(String::from_utf8_lossy(bytes))
 }
 
 /// One column being built.
@@ -321,24 +387,26 @@ impl Column {
     }
 }
 
-/// Parses every line into batches of the projected columns.
+/// Parses every line into batches of the projected columns, handing each
+/// to `emit` as soon as it is full.
 fn parse(
     text: &str,
     regex: &str,
     table_schema: &Schema,
     projection: &[usize],
     out_schema: &SchemaRef,
-) -> Result<Vec<RecordBatch>> {
+    emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
+) -> std::result::Result<(), ParseError> {
     enum Parser {
         CloudFront(CloudFrontParser),
         Generic(JavaRegex),
     }
-    let parser = if regex == HIVE_REGEX {
+    let parser = if is_tutorial_regex(regex) {
         Parser::CloudFront(CloudFrontParser::new())
     } else {
         Parser::Generic(
             JavaRegex::with_flags(regex, JavaFlags::HIVE)
-                .map_err(|e| DataFusionError::Plan(e.to_string()))?,
+                .map_err(|e| ParseError::Failed(DataFusionError::Plan(e.to_string())))?,
         )
     };
     let new_columns = || -> Vec<Column> {
@@ -349,22 +417,22 @@ fn parse(
     };
     let mut columns = new_columns();
     let mut rows = 0;
-    let mut batches = Vec::new();
-    let mut flush = |columns: &mut Vec<Column>, rows: &mut usize| -> Result<()> {
-        let arrays = columns
-            .iter_mut()
-            .map(Column::finish)
-            .collect::<Result<Vec<_>>>()?;
-        let options =
-            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(*rows));
-        batches.push(RecordBatch::try_new_with_options(
-            out_schema.clone(),
-            arrays,
-            &options,
-        )?);
-        *rows = 0;
-        Ok(())
-    };
+    let mut flush =
+        |columns: &mut Vec<Column>, rows: &mut usize| -> std::result::Result<(), ParseError> {
+            let arrays = columns
+                .iter_mut()
+                .map(Column::finish)
+                .collect::<Result<Vec<_>>>()?;
+            let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+                .with_row_count(Some(*rows));
+            emit(RecordBatch::try_new_with_options(
+                out_schema.clone(),
+                arrays,
+                &options,
+            )?)?;
+            *rows = 0;
+            Ok(())
+        };
     let mut fields: Vec<Option<&str>> = Vec::new();
     let mut locations = match &parser {
         Parser::Generic(r) => Some(r.as_regex().capture_locations()),
@@ -399,5 +467,5 @@ fn parse(
     if rows > 0 {
         flush(&mut columns, &mut rows)?;
     }
-    Ok(batches)
+    Ok(())
 }
