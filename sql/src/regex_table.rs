@@ -245,40 +245,24 @@ impl ExecutionPlan for RegexScanExec {
         // waiting), so a task holds its file and little more.
         let stream = futures::stream::once(async move {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
-            tokio::spawn(async move {
-                let bytes = match fetch(&store, &url).await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+            let runtime = tokio::runtime::Handle::current();
+            // Reading and parsing are one blocking task: range reads run on
+            // the runtime, parsing (CPU work) stays off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let mut emit = |batch| {
+                    // A closed channel means the consumer stopped reading
+                    // (a LIMIT, a failed task): stop parsing.
+                    tx.blocking_send(Ok(batch)).map_err(|_| Stop)
                 };
-                // Parsing is CPU work: keep it off the async workers.
-                let parsed = tokio::task::spawn_blocking(move || {
-                    let text = decode(&file, &bytes)?;
-                    let mut emit = |batch| {
-                        // A closed channel means the consumer stopped
-                        // reading (a LIMIT, a failed task): stop parsing.
-                        tx.blocking_send(Ok(batch)).map_err(|_| Stop)
-                    };
-                    match parse(
-                        &text,
-                        &regex,
-                        &table_schema,
-                        &projection,
-                        &out_schema,
-                        &mut emit,
-                    ) {
-                        Err(ParseError::Failed(e)) => {
-                            let _ = tx.blocking_send(Err(e));
-                        }
-                        Ok(()) | Err(ParseError::Stopped) => {}
-                    }
-                    Ok::<(), DataFusionError>(())
-                })
-                .await;
-                if let Err(e) = parsed {
-                    tracing::warn!(error = %e, "regex scan task did not finish");
+                let scanned = LineParser::new(&regex, &table_schema, projection, out_schema)
+                    .and_then(|mut parser| {
+                        read_lines(&runtime, &store, &url, &file, &mut |text| {
+                            parser.feed(text, &mut emit)
+                        })?;
+                        parser.finish(&mut emit)
+                    });
+                if let Err(ParseError::Failed(e)) = scanned {
+                    let _ = tx.blocking_send(Err(e));
                 }
             });
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
@@ -288,10 +272,83 @@ impl ExecutionPlan for RegexScanExec {
     }
 }
 
-/// Reads a whole file.
-async fn fetch(store: &Arc<dyn object_store::ObjectStore>, url: &url::Url) -> Result<bytes::Bytes> {
-    let path = object_store::path::Path::from_url_path(url.path())?;
-    Ok(store.get(&path).await?.bytes().await?)
+/// Bytes read per range request of a plain text file.
+const READ_CHUNK_BYTES: u64 = 8 << 20;
+
+/// Hands the text of `file` to `feed` in pieces of whole lines: plain
+/// files in ranges of [`READ_CHUNK_BYTES`] (so a scan holds a few MiB,
+/// not the file), gzip files whole. Invalid UTF-8 is replaced.
+fn read_lines(
+    runtime: &tokio::runtime::Handle,
+    store: &Arc<dyn object_store::ObjectStore>,
+    url: &url::Url,
+    file: &str,
+    feed: &mut dyn FnMut(&str) -> std::result::Result<(), ParseError>,
+) -> std::result::Result<(), ParseError> {
+    read_lines_in(READ_CHUNK_BYTES, runtime, store, url, file, feed)
+}
+
+fn read_lines_in(
+    chunk: u64,
+    runtime: &tokio::runtime::Handle,
+    store: &Arc<dyn object_store::ObjectStore>,
+    url: &url::Url,
+    file: &str,
+    feed: &mut dyn FnMut(&str) -> std::result::Result<(), ParseError>,
+) -> std::result::Result<(), ParseError> {
+    let path =
+        object_store::path::Path::from_url_path(url.path()).map_err(DataFusionError::from)?;
+    let failed =
+        |e: object_store::Error| ParseError::Failed(DataFusionError::ObjectStore(Box::new(e)));
+    if file.ends_with(".gz") {
+        let bytes = runtime
+            .block_on(async { store.get(&path).await?.bytes().await })
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DataFusionError::Execution(format!("{file}: corrupt gzip data: {e}")))?;
+        return feed(&text_of(&out));
+    }
+    let size = runtime.block_on(store.head(&path)).map_err(failed)?.size;
+    // The unfinished last line of the previous range.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + chunk).min(size);
+        let bytes = runtime
+            .block_on(store.get_range(&path, offset..end))
+            .map_err(failed)?;
+        offset = end;
+        let Some(last) = memchr::memrchr(b'\n', &bytes) else {
+            carry.extend_from_slice(&bytes);
+            continue;
+        };
+        let mut complete = &bytes[..=last];
+        if !carry.is_empty() {
+            // Finish the carried line with the head of this range.
+            let first = memchr::memchr(b'\n', complete).unwrap_or(last);
+            carry.extend_from_slice(&complete[..=first]);
+            feed(&text_of(&carry))?;
+            carry.clear();
+            complete = &complete[first + 1..];
+        }
+        feed(&text_of(complete))?;
+        carry.extend_from_slice(&bytes[last + 1..]);
+    }
+    if !carry.is_empty() {
+        feed(&text_of(&carry))?;
+    }
+    Ok(())
+}
+
+/// Bytes as text, borrowed when they are valid UTF-8 (checking that is
+/// much faster than the lossy conversion's scan).
+fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// The consumer of a scan went away.
@@ -321,23 +378,6 @@ impl From<Stop> for ParseError {
     fn from(_: Stop) -> Self {
         ParseError::Stopped
     }
-}
-
-/// The text of a file, gunzipped if it ends in `.gz`; invalid UTF-8 is
-/// replaced. Plain UTF-8 text is borrowed, not copied.
-fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, str>> {
-    use std::borrow::Cow;
-    if file.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| DataFusionError::Execution(format!("{file}: corrupt gzip data: {e}")))?;
-        return Ok(Cow::Owned(match String::from_utf8(out) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }));
-    }
-    Ok(String::from_utf8_lossy(bytes))
 }
 
 /// One column being built.
@@ -387,85 +427,167 @@ impl Column {
     }
 }
 
-/// Parses every line into batches of the projected columns, handing each
-/// to `emit` as soon as it is full.
-fn parse(
-    text: &str,
-    regex: &str,
-    table_schema: &Schema,
-    projection: &[usize],
-    out_schema: &SchemaRef,
-    emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
-) -> std::result::Result<(), ParseError> {
-    enum Parser {
-        CloudFront(CloudFrontParser),
-        Generic(JavaRegex),
-    }
-    let parser = if is_tutorial_regex(regex) {
-        Parser::CloudFront(CloudFrontParser::new())
-    } else {
-        Parser::Generic(
-            JavaRegex::with_flags(regex, JavaFlags::HIVE)
-                .map_err(|e| ParseError::Failed(DataFusionError::Plan(e.to_string())))?,
-        )
-    };
-    let new_columns = || -> Vec<Column> {
-        projection
+/// How lines are matched.
+enum Matcher {
+    /// The tutorial's regex, by the exact hand-written scanner.
+    CloudFront(CloudFrontParser),
+    /// Any other regex, with Java semantics.
+    Generic(JavaRegex),
+}
+
+/// Parses lines into batches of the projected columns, handing each batch
+/// to `emit` as soon as it is full. Hive's RegexSerDe semantics: a line
+/// that does not match gives NULL in every column.
+struct LineParser {
+    matcher: Matcher,
+    projection: Vec<usize>,
+    out_schema: SchemaRef,
+    columns: Vec<Column>,
+    rows: usize,
+}
+
+impl LineParser {
+    fn new(
+        regex: &str,
+        table_schema: &Schema,
+        projection: Vec<usize>,
+        out_schema: SchemaRef,
+    ) -> std::result::Result<Self, ParseError> {
+        let matcher = if is_tutorial_regex(regex) {
+            Matcher::CloudFront(CloudFrontParser::new())
+        } else {
+            Matcher::Generic(
+                JavaRegex::with_flags(regex, JavaFlags::HIVE)
+                    .map_err(|e| ParseError::Failed(DataFusionError::Plan(e.to_string())))?,
+            )
+        };
+        let columns = projection
             .iter()
             .map(|&i| Column::new(table_schema.field(i).data_type()))
-            .collect()
-    };
-    let mut columns = new_columns();
-    let mut rows = 0;
-    let mut flush =
-        |columns: &mut Vec<Column>, rows: &mut usize| -> std::result::Result<(), ParseError> {
-            let arrays = columns
-                .iter_mut()
-                .map(Column::finish)
-                .collect::<Result<Vec<_>>>()?;
-            let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
-                .with_row_count(Some(*rows));
-            emit(RecordBatch::try_new_with_options(
-                out_schema.clone(),
-                arrays,
-                &options,
-            )?)?;
-            *rows = 0;
-            Ok(())
+            .collect();
+        Ok(LineParser {
+            matcher,
+            projection,
+            out_schema,
+            columns,
+            rows: 0,
+        })
+    }
+
+    /// Parses the lines of `text` (whole lines; the last may lack its
+    /// line end).
+    fn feed(
+        &mut self,
+        text: &str,
+        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
+    ) -> std::result::Result<(), ParseError> {
+        let mut fields: Vec<Option<&str>> = Vec::new();
+        let mut locations = match &self.matcher {
+            Matcher::Generic(r) => Some(r.as_regex().capture_locations()),
+            Matcher::CloudFront(_) => None,
         };
-    let mut fields: Vec<Option<&str>> = Vec::new();
-    let mut locations = match &parser {
-        Parser::Generic(r) => Some(r.as_regex().capture_locations()),
-        Parser::CloudFront(_) => None,
-    };
-    for line in text.split_terminator('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        fields.clear();
-        match (&parser, locations.as_mut()) {
-            (Parser::CloudFront(p), _) => {
-                if let Some(groups) = p.groups(line) {
-                    fields.extend(groups.iter().map(|g| Some(*g)));
+        for line in text.split_terminator('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            fields.clear();
+            match (&self.matcher, locations.as_mut()) {
+                (Matcher::CloudFront(p), _) => {
+                    if let Some(groups) = p.groups(line) {
+                        fields.extend(groups.iter().map(|g| Some(*g)));
+                    }
                 }
-            }
-            (Parser::Generic(r), Some(locs)) => {
-                if r.captures_read(locs, line) {
-                    fields.extend(
-                        (1..=r.group_count()).map(|g| locs.get(g).map(|(a, b)| &line[a..b])),
-                    );
+                (Matcher::Generic(r), Some(locs)) => {
+                    if r.captures_read(locs, line) {
+                        fields.extend(
+                            (1..=r.group_count()).map(|g| locs.get(g).map(|(a, b)| &line[a..b])),
+                        );
+                    }
                 }
+                (Matcher::Generic(_), None) => {}
             }
-            (Parser::Generic(_), None) => {}
+            for (column, &i) in self.columns.iter_mut().zip(&self.projection) {
+                column.push(fields.get(i).copied().flatten());
+            }
+            self.rows += 1;
+            if self.rows == BATCH_ROWS {
+                self.flush(emit)?;
+            }
         }
-        for (column, &i) in columns.iter_mut().zip(projection) {
-            column.push(fields.get(i).copied().flatten());
+        Ok(())
+    }
+
+    /// Emits the last, partial batch.
+    fn finish(
+        &mut self,
+        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
+    ) -> std::result::Result<(), ParseError> {
+        if self.rows > 0 {
+            self.flush(emit)?;
         }
-        rows += 1;
-        if rows == BATCH_ROWS {
-            flush(&mut columns, &mut rows)?;
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
+    ) -> std::result::Result<(), ParseError> {
+        let arrays = self
+            .columns
+            .iter_mut()
+            .map(Column::finish)
+            .collect::<Result<Vec<_>>>()?;
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+            .with_row_count(Some(self.rows));
+        emit(RecordBatch::try_new_with_options(
+            self.out_schema.clone(),
+            arrays,
+            &options,
+        )?)?;
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as `read_lines_in` delivers them with a tiny range size.
+    fn lines_read(content: &[u8], name: &str, chunk: u64) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("riffle-read-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        let url = url::Url::from_file_path(&path).unwrap();
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mut lines = Vec::new();
+        // Called from a thread outside the runtime, as from a blocking task.
+        read_lines_in(chunk, runtime.handle(), &store, &url, name, &mut |text| {
+            lines.extend(text.split_terminator('\n').map(str::to_string));
+            Ok(())
+        })
+        .map_err(|_| "read failed")
+        .unwrap();
+        lines
+    }
+
+    #[test]
+    fn ranges_split_only_at_line_ends() {
+        let text = "first line\r\nsecond, with ünïcödé\n\nthe longest line of them all, longer than a range\nlast without end";
+        let expected: Vec<String> = text.split_terminator('\n').map(str::to_string).collect();
+        for chunk in [1, 3, 7, 16, 1000] {
+            assert_eq!(
+                lines_read(text.as_bytes(), "t.log", chunk),
+                expected,
+                "chunk {chunk}"
+            );
         }
     }
-    if rows > 0 {
-        flush(&mut columns, &mut rows)?;
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let lines = lines_read(b"ok\nbad \xff byte\nok again\n", "bad.log", 4);
+        assert_eq!(lines, vec!["ok", "bad \u{fffd} byte", "ok again"]);
     }
-    Ok(())
 }
