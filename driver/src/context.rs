@@ -487,6 +487,21 @@ impl Context {
     }
 
     /// Whether anything exists under the directory `url`.
+    /// The URL of output directory `dir`, which must be empty or absent
+    /// (writes never mix with what is already there).
+    pub(crate) fn empty_output_dir(&self, dir: &str) -> Result<url::Url, DriverError> {
+        let url = ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
+            path: dir.to_string(),
+            message: e.message,
+        })?;
+        if self.output_exists(&url)? {
+            return Err(DriverError::OutputExists {
+                dir: dir.to_string(),
+            });
+        }
+        Ok(url)
+    }
+
     pub(crate) fn output_exists(&self, url: &url::Url) -> Result<bool, DriverError> {
         if let Ok(path) = url.to_file_path() {
             return Ok(path

@@ -17,8 +17,8 @@ use object_store::ObjectStoreExt;
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{ExecutorId, JobId, ShuffleId, StageId, TaskId};
 use riffle_planner::task::{
-    BlockLocation, MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec,
-    TaskOutput, TaskSpec, TaskStatus, encode,
+    MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, TaskOutput, TaskSpec,
+    TaskStatus, encode,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -543,18 +543,7 @@ impl StageBuilder<'_> {
                             "{shuffle} partition {p} was not computed before its reader"
                         ))
                     })?;
-                let blocks = status
-                    .blocks
-                    .first()
-                    .filter(|b| b.len > 0)
-                    .map(|b| BlockLocation {
-                        path: status.data_path.clone(),
-                        map_partition: p as u32,
-                        offset: b.offset,
-                        len: b.len,
-                    })
-                    .into_iter()
-                    .collect();
+                let blocks = status.block_location(p as u32, 0).into_iter().collect();
                 PartitionPlan::ArrowBlocks {
                     op: self.op(node, decode),
                     shuffle: *shuffle,
@@ -600,15 +589,7 @@ impl StageBuilder<'_> {
                     let blocks = statuses
                         .iter()
                         .enumerate()
-                        .filter_map(|(m, status)| {
-                            let block = status.blocks.get(p)?;
-                            (block.len > 0).then(|| BlockLocation {
-                                path: status.data_path.clone(),
-                                map_partition: m as u32,
-                                offset: block.offset,
-                                len: block.len,
-                            })
-                        })
+                        .filter_map(|(m, status)| status.block_location(m as u32, p))
                         .collect();
                     inputs.push(ShuffleInput {
                         shuffle: dep.shuffle,

@@ -219,16 +219,7 @@ impl SqlFrame {
     /// under `dir` (a path or URL that must be empty or absent); the files
     /// appear only once the whole query succeeded.
     fn write(&self, dir: &str, format: FileFormat) -> Result<(), DriverError> {
-        let url =
-            riffle_shuffle::stores::ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
-                path: dir.to_string(),
-                message: e.message,
-            })?;
-        if self.ctx.output_exists(&url)? {
-            return Err(DriverError::OutputExists {
-                dir: dir.to_string(),
-            });
-        }
+        let url = self.ctx.empty_output_dir(dir)?;
         self.ctx.write_sql(self.stages()?, url.as_str(), format)
     }
 

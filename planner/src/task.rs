@@ -251,6 +251,20 @@ pub struct MapStatus {
     pub blocks: Vec<BlockInfo>,
 }
 
+impl MapStatus {
+    /// Where map task `map`'s block of reduce partition `reduce` is;
+    /// `None` when the block is empty (nothing to fetch).
+    pub fn block_location(&self, map: u32, reduce: usize) -> Option<BlockLocation> {
+        let block = self.blocks.get(reduce).filter(|b| b.len > 0)?;
+        Some(BlockLocation {
+            path: self.data_path.clone(),
+            map_partition: map,
+            offset: block.offset,
+            len: block.len,
+        })
+    }
+}
+
 /// One reduce partition's block in a map output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockInfo {

@@ -256,9 +256,14 @@ impl ExecutionPlan for RegexScanExec {
                 };
                 let scanned = LineParser::new(&regex, &table_schema, projection, out_schema)
                     .and_then(|mut parser| {
-                        read_lines(&runtime, &store, &url, &file, &mut |text| {
-                            parser.feed(text, &mut emit)
-                        })?;
+                        read_lines(
+                            READ_CHUNK_BYTES,
+                            &runtime,
+                            &store,
+                            &url,
+                            &file,
+                            &mut |text| parser.feed(text, &mut emit),
+                        )?;
                         parser.finish(&mut emit)
                     });
                 if let Err(ParseError::Failed(e)) = scanned {
@@ -276,19 +281,9 @@ impl ExecutionPlan for RegexScanExec {
 const READ_CHUNK_BYTES: u64 = 8 << 20;
 
 /// Hands the text of `file` to `feed` in pieces of whole lines: plain
-/// files in ranges of [`READ_CHUNK_BYTES`] (so a scan holds a few MiB,
-/// not the file), gzip files whole. Invalid UTF-8 is replaced.
+/// files in ranges of `chunk` bytes (so a scan holds a few MiB, not the
+/// file), gzip files whole. Invalid UTF-8 is replaced.
 fn read_lines(
-    runtime: &tokio::runtime::Handle,
-    store: &Arc<dyn object_store::ObjectStore>,
-    url: &url::Url,
-    file: &str,
-    feed: &mut dyn FnMut(&str) -> std::result::Result<(), ParseError>,
-) -> std::result::Result<(), ParseError> {
-    read_lines_in(READ_CHUNK_BYTES, runtime, store, url, file, feed)
-}
-
-fn read_lines_in(
     chunk: u64,
     runtime: &tokio::runtime::Handle,
     store: &Arc<dyn object_store::ObjectStore>,
@@ -353,6 +348,9 @@ fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// The consumer of a scan went away.
 struct Stop;
+
+/// Where a parser hands its finished batches.
+type Emit<'a> = dyn FnMut(RecordBatch) -> std::result::Result<(), Stop> + 'a;
 
 /// Why parsing ended early.
 enum ParseError {
@@ -476,11 +474,7 @@ impl LineParser {
 
     /// Parses the lines of `text` (whole lines; the last may lack its
     /// line end).
-    fn feed(
-        &mut self,
-        text: &str,
-        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
-    ) -> std::result::Result<(), ParseError> {
+    fn feed(&mut self, text: &str, emit: &mut Emit<'_>) -> std::result::Result<(), ParseError> {
         let mut fields: Vec<Option<&str>> = Vec::new();
         let mut locations = match &self.matcher {
             Matcher::Generic(r) => Some(r.as_regex().capture_locations()),
@@ -516,20 +510,14 @@ impl LineParser {
     }
 
     /// Emits the last, partial batch.
-    fn finish(
-        &mut self,
-        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
-    ) -> std::result::Result<(), ParseError> {
+    fn finish(&mut self, emit: &mut Emit<'_>) -> std::result::Result<(), ParseError> {
         if self.rows > 0 {
             self.flush(emit)?;
         }
         Ok(())
     }
 
-    fn flush(
-        &mut self,
-        emit: &mut dyn FnMut(RecordBatch) -> std::result::Result<(), Stop>,
-    ) -> std::result::Result<(), ParseError> {
+    fn flush(&mut self, emit: &mut Emit<'_>) -> std::result::Result<(), ParseError> {
         let arrays = self
             .columns
             .iter_mut()
@@ -563,7 +551,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let mut lines = Vec::new();
         // Called from a thread outside the runtime, as from a blocking task.
-        read_lines_in(chunk, runtime.handle(), &store, &url, name, &mut |text| {
+        read_lines(chunk, runtime.handle(), &store, &url, name, &mut |text| {
             lines.extend(text.split_terminator('\n').map(str::to_string));
             Ok(())
         })

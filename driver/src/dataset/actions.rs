@@ -5,7 +5,6 @@ use super::{Data, Dataset};
 use crate::error::DriverError;
 use crate::scheduler::{FinalSink, result_bytes};
 use riffle_planner::function::FnRef;
-use riffle_shuffle::stores::ObjectStores;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -135,15 +134,7 @@ impl<T: Data> Dataset<T> {
     where
         T: std::fmt::Display,
     {
-        let url = ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
-            path: dir.to_string(),
-            message: e.message,
-        })?;
-        if self.ctx.output_exists(&url)? {
-            return Err(DriverError::OutputExists {
-                dir: dir.to_string(),
-            });
-        }
+        let url = self.ctx.empty_output_dir(dir)?;
         let sink = FinalSink::SaveText {
             op: stateless(ops::text_factory::<T>, "save_as_text_file"),
             dir: url.to_string(),

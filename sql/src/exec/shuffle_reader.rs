@@ -84,32 +84,20 @@ impl ShuffleReaderExec {
 
     /// This reader with the block locations of the finished map tasks.
     pub fn resolve(&self, statuses: &[MapStatus]) -> ShuffleReaderExec {
-        let location = |m: usize, status: &MapStatus, r: usize| {
-            status
-                .blocks
-                .get(r)
-                .filter(|b| b.len > 0)
-                .map(|b| BlockLocation {
-                    path: status.data_path.clone(),
-                    map_partition: m as u32,
-                    offset: b.offset,
-                    len: b.len,
-                })
-        };
         let partitions = match self.layout {
             ReaderLayout::ByReducePartition => (0..self.partitions.len())
                 .map(|r| {
                     statuses
                         .iter()
                         .enumerate()
-                        .filter_map(|(m, s)| location(m, s, r))
+                        .filter_map(|(m, s)| s.block_location(m as u32, r))
                         .collect()
                 })
                 .collect(),
             ReaderLayout::PerMapTask => statuses
                 .iter()
                 .enumerate()
-                .map(|(m, s)| location(m, s, 0).into_iter().collect())
+                .map(|(m, s)| s.block_location(m as u32, 0).into_iter().collect())
                 .collect(),
         };
         Self::with_blocks(self.shuffle, self.schema.clone(), self.layout, partitions)
