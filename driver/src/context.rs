@@ -11,6 +11,7 @@ use riffle_executor::rpc::{Auth, check_bind};
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{ExecutorId, ShuffleId};
 use riffle_planner::task::{Compression, FileSplit};
+use riffle_shuffle::ShuffleCompression;
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// Shuffle store URL; `None` for a fresh temporary local directory.
     pub shuffle_store: Option<String>,
+    /// Shuffle compression, `lz4` or `none`; `None` for the store's default
+    /// (none for a local directory, LZ4 for remote stores).
+    pub shuffle_compression: Option<String>,
     /// Executors a `cluster` driver waits for before running jobs.
     pub min_executors: usize,
     /// How long to wait for executors (at start-up, and when none is left
@@ -52,6 +56,7 @@ impl Default for Config {
             split_size: 64 << 20,
             max_attempts: 4,
             shuffle_store: None,
+            shuffle_compression: None,
             min_executors: 1,
             executor_wait: Duration::from_secs(60),
             secret: None,
@@ -64,7 +69,8 @@ impl Default for Config {
 
 impl Config {
     /// Defaults overridden by `RIFFLE_*` environment variables:
-    /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SECRET`,
+    /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SHUFFLE_COMPRESSION`,
+    /// `RIFFLE_SECRET`,
     /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
     /// `RIFFLE_MAX_MESSAGE_BYTES`.
     pub fn from_env() -> Result<Config, DriverError> {
@@ -79,6 +85,7 @@ impl Config {
             config.master = v;
         }
         config.shuffle_store = var("RIFFLE_SHUFFLE_STORE");
+        config.shuffle_compression = var("RIFFLE_SHUFFLE_COMPRESSION");
         config.secret = var("RIFFLE_SECRET");
         if let Some(v) = var("RIFFLE_MIN_EXECUTORS") {
             config.min_executors = number("RIFFLE_MIN_EXECUTORS", v)?;
@@ -362,7 +369,9 @@ impl Context {
         let (store, prefix) = stores
             .resolve(&url)
             .map_err(|e| DriverError::Config(e.to_string()))?;
-        let shuffle = ShuffleStore::new(store, prefix);
+        let compression = ShuffleCompression::resolve(config.shuffle_compression.as_deref(), &url)
+            .map_err(|e| DriverError::Config(e.to_string()))?;
+        let shuffle = ShuffleStore::new(store, prefix).with_compression(compression);
         let mut inner = ContextInner {
             backend: Backend::Embedded(Arc::new(
                 Executor::new(

@@ -222,7 +222,7 @@ impl StageRuntime {
             } => match self.op(*writer)? {
                 Op::Write(w) => {
                     let arrays = w.write(partition, *partitions as usize, ctx)?;
-                    let encoded = encode_map_output(arrays)
+                    let encoded = encode_map_output(arrays, env.shuffle.compression)
                         .map_err(|e| PipelineError::Shuffle(e.to_string()))?;
                     Ok(CpuOutput::Map(encoded))
                 }
@@ -232,7 +232,8 @@ impl StageRuntime {
                 Op::ArrowWrite(w) => {
                     let shuffle_error =
                         |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle(e.to_string());
-                    let mut output = MapOutputBuilder::new(w.schema(), 1).map_err(shuffle_error)?;
+                    let mut output = MapOutputBuilder::new(w.schema(), 1, env.shuffle.compression)
+                        .map_err(shuffle_error)?;
                     w.write(partition, ctx, &mut |batch| {
                         output.push(0, batch).map_err(shuffle_error)
                     })?;

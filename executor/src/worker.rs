@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub advertise: Option<String>,
     /// Shuffle store URL overriding the one the driver announces.
     pub shuffle_store: Option<String>,
+    /// Shuffle compression (`RIFFLE_SHUFFLE_COMPRESSION`: `lz4` or `none`;
+    /// by default none for a local directory, LZ4 for remote stores).
+    pub shuffle_compression: Option<String>,
     /// Shared secret (`RIFFLE_SECRET`).
     pub secret: Option<String>,
     /// Exit when stdin reaches end of file (set for `local-cluster` children).
@@ -138,12 +141,15 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
     let (store, prefix) = stores
         .resolve(&url)
         .map_err(|e| WorkerError::Start(e.to_string()))?;
+    let compression =
+        riffle_shuffle::ShuffleCompression::resolve(config.shuffle_compression.as_deref(), &url)
+            .map_err(|e| WorkerError::Start(e.to_string()))?;
     let executor = Executor::new(
         id,
         config.cores,
         tokio::runtime::Handle::current(),
         stores,
-        ShuffleStore::new(store, prefix),
+        ShuffleStore::new(store, prefix).with_compression(compression),
     )
     .map_err(|e| WorkerError::Start(e.to_string()))?;
     tracing::info!(%id, %address, driver = %config.driver, cores = config.cores, "executor registered");
@@ -493,6 +499,7 @@ impl WorkerConfig {
             bind,
             advertise: get("advertise", "RIFFLE_ADVERTISE"),
             shuffle_store: get("shuffle-store", "RIFFLE_SHUFFLE_STORE"),
+            shuffle_compression: env("RIFFLE_SHUFFLE_COMPRESSION"),
             secret: env("RIFFLE_SECRET"),
             exit_on_stdin_eof: env("RIFFLE_EXIT_ON_STDIN_EOF").is_some_and(|v| v == "1"),
         })

@@ -22,4 +22,4 @@ pub mod stores;
 pub mod writer;
 
 pub use error::ShuffleError;
-pub use layout::ShuffleStore;
+pub use layout::{ShuffleCompression, ShuffleStore};

@@ -94,14 +94,23 @@ pub async fn read_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::ShuffleCompression;
     use crate::writer::{encode_map_output, put_map_output};
     use object_store::memory::InMemory;
     use riffle_planner::codec::{RecordBuffer, decode_array};
     use riffle_planner::ids::{JobId, ShuffleId};
     use std::sync::Arc;
 
+    /// Writes and reads back one map output, compressed and not.
     async fn round_trip(per_partition: Vec<Vec<String>>) {
-        let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("shuffle"));
+        for compression in [ShuffleCompression::Lz4, ShuffleCompression::None] {
+            round_trip_with(&per_partition, compression).await;
+        }
+    }
+
+    async fn round_trip_with(per_partition: &[Vec<String>], compression: ShuffleCompression) {
+        let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("shuffle"))
+            .with_compression(compression);
         let arrays = per_partition
             .iter()
             .map(|records| {
@@ -112,7 +121,7 @@ mod tests {
                 buf.finish()
             })
             .collect();
-        let encoded = encode_map_output(arrays).unwrap();
+        let encoded = encode_map_output(arrays, store.compression).unwrap();
         let path = store.data_path(JobId(1), ShuffleId(2), 3, 0);
         let status = put_map_output(&store, path.clone(), encoded).await.unwrap();
         assert_eq!(read_index(&store, &path).await.unwrap(), status.blocks);
@@ -201,6 +210,39 @@ mod tests {
         let err = res.into_iter().next().unwrap().unwrap_err();
         assert!(matches!(err, ShuffleError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("s/nope.data"));
+    }
+
+    #[test]
+    fn compression_follows_the_store_unless_set() {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        let resolve = ShuffleCompression::resolve;
+        assert_eq!(
+            resolve(None, &url("file:///tmp/s")).unwrap(),
+            ShuffleCompression::None
+        );
+        assert_eq!(
+            resolve(None, &url("memory:///s")).unwrap(),
+            ShuffleCompression::None
+        );
+        assert_eq!(
+            resolve(None, &url("s3://b/s")).unwrap(),
+            ShuffleCompression::Lz4
+        );
+        assert_eq!(
+            resolve(Some("LZ4"), &url("file:///s")).unwrap(),
+            ShuffleCompression::Lz4
+        );
+        assert_eq!(
+            resolve(Some("none"), &url("s3://b/s")).unwrap(),
+            ShuffleCompression::None
+        );
+        let err = resolve(Some("zstd"), &url("s3://b/s"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RIFFLE_SHUFFLE_COMPRESSION") && err.contains("zstd"),
+            "{err}"
+        );
     }
 
     #[test]

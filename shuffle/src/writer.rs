@@ -1,7 +1,7 @@
 //! The map side: encode one array per reduce partition into one object.
 
 use crate::error::ShuffleError;
-use crate::layout::ShuffleStore;
+use crate::layout::{ShuffleCompression, ShuffleStore};
 use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch};
 use arrow_ipc::CompressionType;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -109,7 +109,10 @@ impl std::io::Write for Chunks {
 
 /// Encodes one array of encoded records per reduce partition (CPU work:
 /// call it from the rayon side). Empty partitions take no bytes.
-pub fn encode_map_output(partitions: Vec<BinaryArray>) -> Result<EncodedMapOutput, ShuffleError> {
+pub fn encode_map_output(
+    partitions: Vec<BinaryArray>,
+    compression: ShuffleCompression,
+) -> Result<EncodedMapOutput, ShuffleError> {
     let batches = partitions
         .into_iter()
         .map(|array| {
@@ -121,17 +124,19 @@ pub fn encode_map_output(partitions: Vec<BinaryArray>) -> Result<EncodedMapOutpu
                 .map_err(|e| ShuffleError::Encode(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    encode_batches(&RECORD_SCHEMA, batches)
+    encode_batches(&RECORD_SCHEMA, batches, compression)
 }
 
 /// Encodes the record batches of each reduce partition, of any schema, as
-/// one complete LZ4 Arrow IPC stream per non-empty partition, batch for
-/// batch (no re-packing).
+/// one complete Arrow IPC stream per non-empty partition, batch for batch
+/// (no re-packing).
 pub fn encode_batches(
     schema: &SchemaRef,
     partitions: Vec<Vec<RecordBatch>>,
+    compression: ShuffleCompression,
 ) -> Result<EncodedMapOutput, ShuffleError> {
-    let mut builder = MapOutputBuilder::new(schema.clone(), partitions.len())?.without_coalescing();
+    let mut builder =
+        MapOutputBuilder::new(schema.clone(), partitions.len(), compression)?.without_coalescing();
     for (p, batches) in partitions.into_iter().enumerate() {
         for batch in batches {
             builder.push(p, batch)?;
@@ -168,9 +173,17 @@ struct PartitionBuffer {
 
 impl MapOutputBuilder {
     /// A builder for `partitions` reduce partitions of `schema`.
-    pub fn new(schema: SchemaRef, partitions: usize) -> Result<Self, ShuffleError> {
+    pub fn new(
+        schema: SchemaRef,
+        partitions: usize,
+        compression: ShuffleCompression,
+    ) -> Result<Self, ShuffleError> {
+        let codec = match compression {
+            ShuffleCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
+            ShuffleCompression::None => None,
+        };
         let options = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .try_with_compression(codec)
             .map_err(|e| ShuffleError::Encode(e.to_string()))?;
         // A batch without columns carries only its row count, which the
         // coalescer cannot re-pack: such batches are written as they are.

@@ -171,8 +171,15 @@ pub async fn run_fragment(
     let encode_error = |e: riffle_shuffle::ShuffleError| DataFusionError::External(Box::new(e));
     if let Some(writer) = plan.downcast_ref::<ShuffleWriterExec>() {
         let input = writer.input().clone();
-        let mut output = MapOutputBuilder::new(input.schema(), writer.output_partitions())
-            .map_err(encode_error)?;
+        let compression = task_ctx
+            .session_config()
+            .get_extension::<ShuffleContext>()
+            .map_or(riffle_shuffle::ShuffleCompression::Lz4, |s| {
+                s.store.compression
+            });
+        let mut output =
+            MapOutputBuilder::new(input.schema(), writer.output_partitions(), compression)
+                .map_err(encode_error)?;
         let mut stream = input.execute(partition, task_ctx)?;
         match writer.partitioning() {
             Partitioning::UnknownPartitioning(_) => {
@@ -200,7 +207,10 @@ pub async fn run_fragment(
             output.finish().map_err(encode_error)?,
         ));
     }
-    let mut output = MapOutputBuilder::new(plan.schema(), 1).map_err(encode_error)?;
+    // Results travel to the driver, over the network in a cluster.
+    let mut output =
+        MapOutputBuilder::new(plan.schema(), 1, riffle_shuffle::ShuffleCompression::Lz4)
+            .map_err(encode_error)?;
     let mut stream = plan.execute(partition, task_ctx)?;
     while let Some(batch) = stream.next().await {
         output.push(0, batch?).map_err(encode_error)?;
