@@ -40,41 +40,31 @@ enum Op {
 impl Op {
     fn instantiate(f: &FnRef) -> Result<Op, PipelineError> {
         let any = f.instantiate_any()?;
-        let any = match any.downcast::<Box<dyn NarrowOp>>() {
-            Ok(op) => return Ok(Op::Narrow(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn SourceOp>>() {
-            Ok(op) => return Ok(Op::Source(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn ConcatOp>>() {
-            Ok(op) => return Ok(Op::Concat(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn ReduceOp>>() {
-            Ok(op) => return Ok(Op::Reduce(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn ShuffleWriteOp>>() {
-            Ok(op) => return Ok(Op::Write(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn ResultOp>>() {
-            Ok(op) => return Ok(Op::Result(*op)),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Box<dyn ArrowWriteOp>>() {
-            Ok(op) => return Ok(Op::ArrowWrite(*op)),
-            Err(any) => any,
-        };
-        match any.downcast::<Box<dyn ArrowSourceOp>>() {
-            Ok(op) => Ok(Op::ArrowSource(*op)),
-            Err(_) => Err(PipelineError::Function {
-                name: f.name().to_string(),
-                message: "factory returned an object of no known operator role".into(),
-            }),
+        // Try each role in turn; a factory returns exactly one of them.
+        macro_rules! roles {
+            ($any:ident; $($role:ident => $variant:ident),* $(,)?) => {$(
+                let $any = match $any.downcast::<Box<dyn $role>>() {
+                    Ok(op) => return Ok(Op::$variant(*op)),
+                    Err(other) => other,
+                };
+            )*};
         }
+        roles!(
+            any;
+            NarrowOp => Narrow,
+            SourceOp => Source,
+            ConcatOp => Concat,
+            ReduceOp => Reduce,
+            ShuffleWriteOp => Write,
+            ResultOp => Result,
+            ArrowWriteOp => ArrowWrite,
+            ArrowSourceOp => ArrowSource,
+        );
+        drop(any);
+        Err(PipelineError::Function {
+            name: f.name().to_string(),
+            message: "factory returned an object of no known operator role".into(),
+        })
     }
 }
 
