@@ -9,10 +9,14 @@
 //! (a word count written with `save_as_text_file`), `slow`
 //! (many tasks that each take a while), `noop N` (N tasks that do nothing,
 //! for measuring scheduling overhead), `big-result` (a result larger than
-//! one message) or `sql-dataset` (a Dataset queried with SQL, and the
-//! result read back as a Dataset). Results go to stdout; the job summary to stderr.
+//! one message), `sql-dataset` (a Dataset queried with SQL, and the
+//! result read back as a Dataset), `cancel DIR` (a job over the files of
+//! DIR, cancelled while its last, slow task runs) or `concurrent` (`join`
+//! and `distinct` submitted from two threads at once). Results go to
+//! stdout; the job summary to stderr.
 
 use anyhow::{Context as _, bail};
+use riffle::SchedulerEvent;
 use riffle::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -72,30 +76,13 @@ fn run() -> anyhow::Result<()> {
         eprintln!("driver: {url}");
     }
     let lines: Vec<String> = match job.first().map(String::as_str) {
-        Some("join") => {
-            let left = ctx.parallelize((0..2000u32).map(|i| (i % 97, i)).collect(), 7);
-            let right =
-                ctx.parallelize((0..300u32).map(|i| (i % 89, format!("r{i}"))).collect(), 3);
-            let mut out: Vec<String> = left
-                .join(&right)
-                .map(|(k, (v, w))| format!("{k} {v} {w}"))
-                .collect()?;
-            out.sort();
-            out
-        }
+        Some("join") => join_job(&ctx)?,
         Some("sort") => ctx
             .parallelize((0..5000u64).map(|i| (i * 7919) % 5003).collect(), 6)
             .sort_by(|x: &u64| *x, false)
             .map(|x| x.to_string())
             .collect()?,
-        Some("distinct") => {
-            let mut out: Vec<String> = ctx
-                .parallelize((0..10_000u32).map(|i| format!("k{}", i % 313)).collect(), 5)
-                .distinct()
-                .collect()?;
-            out.sort();
-            out
-        }
+        Some("distinct") => distinct_job(&ctx)?,
         Some("count-by-key") => {
             let counts = ctx
                 .parallelize((0..10_000u32).map(|i| (i % 17, ())).collect(), 4)
@@ -143,6 +130,59 @@ fn run() -> anyhow::Result<()> {
                 .len();
             vec![n.to_string()]
         }
+        Some("cancel") => {
+            // A map stage over the files of DIR (sorted; the last one
+            // slow), cancelled once its slow task runs and other map
+            // tasks have written shuffle output.
+            let input = job.get(1).context("cancel needs an input directory")?;
+            let mut events = ctx.subscribe_events();
+            let files = std::fs::read_dir(input)?.count();
+            let handle = ctx
+                .text_file(input)?
+                .map(|line: String| {
+                    std::thread::sleep(Duration::from_millis(2));
+                    (line.len() % 10, 1u64)
+                })
+                .reduce_by_key(|a, b| a + b)
+                .count_async();
+            let slow = (files - 1) as u32;
+            futures::executor::block_on(async {
+                loop {
+                    match events.recv().await {
+                        Ok(SchedulerEvent::TaskStarted { task, .. }) if task.partition == slow => {
+                            return Ok(());
+                        }
+                        Ok(SchedulerEvent::JobEnded { .. }) | Err(_) => {
+                            bail!("the job ended before it could be cancelled")
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            })?;
+            std::thread::sleep(Duration::from_millis(300));
+            let cancelled = std::time::Instant::now();
+            handle.cancel();
+            let outcome = handle.wait();
+            let ms = cancelled.elapsed().as_millis();
+            match outcome {
+                Err(DriverError::Cancelled { job }) => {
+                    vec![format!("{job} cancelled; ended {ms} ms after cancel")]
+                }
+                other => bail!("expected a cancelled job, got {other:?}"),
+            }
+        }
+        Some("concurrent") => {
+            // The join and the distinct jobs, each from its own thread at
+            // the same time; printed in a fixed order.
+            let (a, b) = std::thread::scope(|s| {
+                let a = s.spawn(|| join_job(&ctx));
+                let b = s.spawn(|| distinct_job(&ctx));
+                (a.join(), b.join())
+            });
+            let mut out = a.map_err(|_| anyhow::anyhow!("join thread panicked"))??;
+            out.extend(b.map_err(|_| anyhow::anyhow!("distinct thread panicked"))??);
+            out
+        }
         Some("sql-dataset") => {
             let sales = ctx.parallelize((0..5000u32).collect(), 5).map(|i| Sale {
                 id: i,
@@ -164,7 +204,7 @@ fn run() -> anyhow::Result<()> {
             out
         }
         other => bail!(
-            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N], big-result or sql-dataset"
+            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N], big-result, sql-dataset, cancel DIR or concurrent"
         ),
     };
     for line in lines {
@@ -179,4 +219,26 @@ fn run() -> anyhow::Result<()> {
         summary.tasks_per_executor.len()
     );
     Ok(())
+}
+
+/// Pairs joined on their keys, sorted.
+fn join_job(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    let left = ctx.parallelize((0..2000u32).map(|i| (i % 97, i)).collect(), 7);
+    let right = ctx.parallelize((0..300u32).map(|i| (i % 89, format!("r{i}"))).collect(), 3);
+    let mut out: Vec<String> = left
+        .join(&right)
+        .map(|(k, (v, w))| format!("{k} {v} {w}"))
+        .collect()?;
+    out.sort();
+    Ok(out)
+}
+
+/// Distinct strings, sorted.
+fn distinct_job(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = ctx
+        .parallelize((0..10_000u32).map(|i| format!("k{}", i % 313)).collect(), 5)
+        .distinct()
+        .collect()?;
+    out.sort();
+    Ok(out)
 }

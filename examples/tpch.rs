@@ -52,6 +52,9 @@ fn run() -> anyhow::Result<()> {
         riffle::tpch::generate(scale, &data)?;
     }
     let ctx = Context::new(&master)?;
+    // Ctrl-C cancels the job (its tasks stop, its shuffle output is
+    // deleted); a second Ctrl-C exits at once.
+    ctx.cancel_on_ctrl_c(true);
     for table in riffle::tpch::TABLES {
         ctx.register_parquet(table, &format!("{}/{table}/", data.display()))?;
     }

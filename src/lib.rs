@@ -56,8 +56,8 @@ pub fn init_logging() {
 }
 
 pub use riffle_driver::{
-    Config, Context, ContextBuilder, Data, Dataset, DriverError, JobSummary, Master,
-    StatementOutput,
+    Config, Context, ContextBuilder, Data, Dataset, DriverError, JobHandle, JobOutcome, JobSummary,
+    Master, SchedulerEvent, SchedulingMode, StatementOutput,
 };
 pub use riffle_sql as sql;
 /// Arrow, as used by Riffle's SQL results.
@@ -65,6 +65,6 @@ pub use riffle_sql::datafusion::arrow;
 
 /// Everything a job needs: `use riffle::prelude::*;`.
 pub mod prelude {
-    pub use riffle_driver::{Context, Data, Dataset, DriverError};
+    pub use riffle_driver::{Context, Data, Dataset, DriverError, JobHandle};
     pub use riffle_planner::pipeline::BoxIter;
 }

@@ -130,6 +130,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
             let ctx = riffle::Context::new(&master)?;
+            // Ctrl-C cancels the running statement; the shell stays (a
+            // script run exits on a second Ctrl-C).
+            let interactive = execute.is_none() && file.is_none();
+            ctx.cancel_on_ctrl_c(!interactive);
             match (execute, file) {
                 (Some(sql), _) => shell::run_script(&ctx, &sql, &vars, format),
                 (None, Some(path)) => {

@@ -6,6 +6,8 @@ use crate::dataset::{Data, Dataset, Node, NodeKind};
 use crate::error::DriverError;
 use crate::executors::Backend;
 use crate::launch::{Children, Master, random_secret, serve, wait_for_executors};
+use crate::runtime::IoRuntime;
+use crate::scheduler::{Scheduler, SchedulingMode};
 use riffle_executor::Executor;
 use riffle_executor::rpc::{Auth, check_bind};
 use riffle_planner::function::FnRef;
@@ -47,6 +49,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Heartbeat silence after which an executor is declared lost.
     pub heartbeat_timeout: Duration,
+    /// How concurrent jobs share slots (`RIFFLE_SCHEDULER_MODE=fifo|fair`).
+    pub scheduling_mode: SchedulingMode,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             max_message_bytes: riffle_executor::rpc::DEFAULT_MAX_MESSAGE_BYTES,
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
+            scheduling_mode: SchedulingMode::Fifo,
         }
     }
 }
@@ -72,7 +77,7 @@ impl Config {
     /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SHUFFLE_COMPRESSION`,
     /// `RIFFLE_SECRET`,
     /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
-    /// `RIFFLE_MAX_MESSAGE_BYTES`.
+    /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`.
     pub fn from_env() -> Result<Config, DriverError> {
         let mut config = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -96,6 +101,11 @@ impl Config {
         }
         if let Some(v) = var("RIFFLE_MAX_MESSAGE_BYTES") {
             config.max_message_bytes = number("RIFFLE_MAX_MESSAGE_BYTES", v)?;
+        }
+        if let Some(v) = var("RIFFLE_SCHEDULER_MODE") {
+            config.scheduling_mode = v
+                .parse()
+                .map_err(|e| DriverError::Config(format!("RIFFLE_SCHEDULER_MODE: {e}")))?;
         }
         Ok(config)
     }
@@ -165,6 +175,11 @@ impl ContextBuilder {
     /// Sets the largest byte range of a text file one task reads.
     pub fn split_size(self, bytes: u64) -> Self {
         self.set(|c| c.split_size = bytes.max(1))
+    }
+
+    /// Sets how concurrent jobs share slots: FIFO (the default) or fair.
+    pub fn scheduling_mode(self, mode: SchedulingMode) -> Self {
+        self.set(|c| c.scheduling_mode = mode)
     }
 
     /// Sets the attempts per task.
@@ -289,8 +304,10 @@ pub struct Context {
 
 pub(crate) struct ContextInner {
     pub(crate) config: Config,
-    pub(crate) runtime: tokio::runtime::Runtime,
-    pub(crate) backend: Backend,
+    pub(crate) runtime: IoRuntime,
+    pub(crate) backend: Arc<Backend>,
+    /// The scheduler's event loop, started with the first job.
+    scheduler: std::sync::OnceLock<Scheduler>,
     /// The driver service's URL (cluster masters).
     driver_url: Option<String>,
     /// Stops the driver service when dropped.
@@ -301,16 +318,16 @@ pub(crate) struct ContextInner {
     pub(crate) shuffle: ShuffleStore,
     /// A temporary shuffle directory this context created and removes.
     temp_dir: Option<std::path::PathBuf>,
-    next_job: AtomicU32,
     next_shuffle: AtomicU32,
-    pub(crate) last_job: Mutex<JobSummary>,
+    /// Summary of the last job that ended (kept by the scheduler).
+    last_job: Arc<Mutex<JobSummary>>,
     /// The SQL session, created on first use.
     pub(crate) sql: std::sync::OnceLock<riffle_sql::datafusion::prelude::SessionContext>,
 }
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
-        if let Backend::Cluster(cluster) = &self.backend {
+        if let Backend::Cluster(cluster) = &*self.backend {
             // Executors of this application stop with it.
             self.runtime.block_on(cluster.shutdown_all());
         }
@@ -343,11 +360,7 @@ impl Context {
 
     fn with_config(config: Config, stores: ObjectStores) -> Result<Context, DriverError> {
         let master = Master::parse(&config.master)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("riffle-io")
-            .enable_all()
-            .build()
+        let runtime = IoRuntime::new(2)
             .map_err(|e| DriverError::Config(format!("cannot start the I/O runtime: {e}")))?;
         let (shuffle_url, temp_dir) = match &config.shuffle_store {
             Some(url) => (url.clone(), None),
@@ -373,7 +386,7 @@ impl Context {
             .map_err(|e| DriverError::Config(e.to_string()))?;
         let shuffle = ShuffleStore::new(store, prefix).with_compression(compression);
         let mut inner = ContextInner {
-            backend: Backend::Embedded(Arc::new(
+            backend: Arc::new(Backend::Embedded(Arc::new(
                 Executor::new(
                     ExecutorId(0),
                     1,
@@ -382,7 +395,8 @@ impl Context {
                     shuffle.clone(),
                 )
                 .map_err(|e| DriverError::Config(e.to_string()))?,
-            )),
+            ))),
+            scheduler: std::sync::OnceLock::new(),
             driver_url: None,
             stop_server: None,
             children: None,
@@ -391,9 +405,8 @@ impl Context {
             stores,
             shuffle,
             temp_dir,
-            next_job: AtomicU32::new(0),
             next_shuffle: AtomicU32::new(0),
-            last_job: Mutex::new(JobSummary::default()),
+            last_job: Arc::new(Mutex::new(JobSummary::default())),
             sql: std::sync::OnceLock::new(),
         };
         match master {
@@ -406,7 +419,7 @@ impl Context {
                     inner.shuffle.clone(),
                 )
                 .map_err(|e| DriverError::Config(e.to_string()))?;
-                inner.backend = Backend::Embedded(Arc::new(executor));
+                inner.backend = Arc::new(Backend::Embedded(Arc::new(executor)));
             }
             Master::LocalCluster { executors, cores } => {
                 let secret = inner.config.secret.clone().unwrap_or_else(random_secret);
@@ -480,7 +493,8 @@ impl Context {
             .sum()
     }
 
-    /// The summary of the last job run.
+    /// The summary of the last job that ended (with several jobs running
+    /// at once, the one that ended last).
     pub fn last_job(&self) -> JobSummary {
         self.inner
             .last_job
@@ -541,10 +555,6 @@ impl Context {
 
     pub(crate) fn next_shuffle_id(&self) -> ShuffleId {
         ShuffleId(self.inner.next_shuffle.fetch_add(1, Ordering::Relaxed))
-    }
-
-    pub(crate) fn next_job_id(&self) -> riffle_planner::ids::JobId {
-        riffle_planner::ids::JobId(self.inner.next_job.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A dataset of `values`, split into `partitions` slices of nearly equal
@@ -657,6 +667,22 @@ impl Context {
 static CONTEXTS: AtomicU32 = AtomicU32::new(0);
 
 impl ContextInner {
+    /// The scheduler, started on first use (once the backend is final).
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        self.scheduler.get_or_init(|| {
+            let deps = crate::scheduler::event_loop::SchedulerDeps {
+                backend: self.backend.clone(),
+                shuffle: self.shuffle.clone(),
+                stores: self.stores.clone(),
+                max_attempts: self.config.max_attempts,
+                executor_wait: self.config.executor_wait,
+                mode: self.config.scheduling_mode,
+                driver_url: self.driver_url.clone(),
+            };
+            Scheduler::start(self.runtime.handle(), deps, self.last_job.clone())
+        })
+    }
+
     /// Listens on `bind`, serves the driver service and switches the
     /// backend to the cluster.
     fn start_cluster(
@@ -684,7 +710,7 @@ impl ContextInner {
         });
         self.stop_server = Some(serve(&self.runtime, cluster.clone(), listener));
         self.driver_url = Some(format!("http://{local}"));
-        self.backend = Backend::Cluster(cluster.clone());
+        self.backend = Arc::new(Backend::Cluster(cluster.clone()));
         Ok(cluster)
     }
 }

@@ -40,6 +40,13 @@ pub enum DriverError {
         /// The cause.
         message: String,
     },
+    /// The job was cancelled (`cancel_job`, `cancel_all`, its handle, or
+    /// Ctrl-C); its tasks were killed and its output deleted.
+    #[error("{job} was cancelled")]
+    Cancelled {
+        /// The job.
+        job: JobId,
+    },
     /// Storage trouble on the driver (listing inputs, committing output).
     #[error("storage error on {path}: {message}")]
     Storage {

@@ -97,7 +97,7 @@ impl Master {
 /// Starts the driver's gRPC service on `listener`; it stops when the
 /// returned sender is dropped or fires.
 pub(crate) fn serve(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &crate::runtime::IoRuntime,
     cluster: Arc<Cluster>,
     listener: tokio::net::TcpListener,
 ) -> tokio::sync::oneshot::Sender<()> {
@@ -118,7 +118,7 @@ pub(crate) fn serve(
         });
         Some((conn, listener))
     });
-    runtime.spawn(async move {
+    runtime.handle().spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(service)
@@ -130,7 +130,9 @@ pub(crate) fn serve(
             tracing::error!(error = %e, "driver service stopped");
         }
     });
-    runtime.spawn(Cluster::monitor_heartbeats(Arc::downgrade(&cluster)));
+    runtime
+        .handle()
+        .spawn(Cluster::monitor_heartbeats(Arc::downgrade(&cluster)));
     stop_tx
 }
 
@@ -212,7 +214,7 @@ impl Drop for Children {
 /// Waits until at least `count` executors are registered, or fails after
 /// `timeout` with `hint` (how to start one).
 pub(crate) fn wait_for_executors(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &crate::runtime::IoRuntime,
     cluster: &Cluster,
     count: usize,
     timeout: Duration,

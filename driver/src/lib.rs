@@ -5,8 +5,9 @@
 //!   (`parallelize`, `text_file`).
 //! - [`Dataset`]: the typed, lazy dataset API (transformations in
 //!   `dataset::narrow` and `dataset::pair`, actions in `dataset::actions`).
-//! - `scheduler`: cuts a dataset's lineage into stages at shuffle
-//!   boundaries and runs them as tasks on the executors.
+//! - [`scheduler`]: cuts a job into stages at shuffle boundaries and
+//!   runs them as tasks on the executors, from one event loop that
+//!   publishes [`SchedulerEvent`]s.
 //!
 //! ```text
 //!  Dataset lineage --(action)--> scheduler: stages in dependency order
@@ -21,8 +22,10 @@ pub mod context;
 pub mod dataset;
 pub mod error;
 mod executors;
+mod jobs;
 pub mod launch;
-mod scheduler;
+mod runtime;
+pub mod scheduler;
 pub mod sql;
 mod sql_dataset;
 
@@ -30,4 +33,6 @@ pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;
+pub use scheduler::events::{JobOutcome, SchedulerEvent};
+pub use scheduler::{JobHandle, SchedulingMode};
 pub use sql::{SqlFrame, StatementOutput};

@@ -175,7 +175,14 @@ impl SqlFrame {
 
     /// Runs the query on the executors and returns its batches.
     pub fn collect(&self) -> Result<Vec<RecordBatch>, DriverError> {
-        self.ctx.run_sql(self.stages()?)
+        self.collect_async()?.wait()
+    }
+
+    /// Submits the query and returns at once: the handle is a `Future`
+    /// of its batches, and can cancel it or be waited on. Planning errors
+    /// come back here, before anything runs.
+    pub fn collect_async(&self) -> Result<crate::JobHandle<Vec<RecordBatch>>, DriverError> {
+        Ok(self.ctx.submit_sql(self.stages()?))
     }
 
     /// Number of result rows.
@@ -351,10 +358,6 @@ impl Context {
     /// Hive's default text format: fields separated by `\x01`, NULL as `\N`.
     fn write_hive_text(&self, dir: &str, batches: &[RecordBatch]) -> Result<(), DriverError> {
         use riffle_sql::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-        let storage = |e: String| DriverError::Storage {
-            path: dir.to_string(),
-            message: e,
-        };
         let mut text = String::new();
         let options = FormatOptions::default().with_null("\\N");
         for batch in batches {
@@ -374,35 +377,12 @@ impl Context {
                 text.push('\n');
             }
         }
-        let url =
-            riffle_shuffle::stores::ObjectStores::to_url(dir).map_err(|e| storage(e.message))?;
-        let (store, prefix) = self
-            .inner
-            .stores
-            .resolve(&url)
-            .map_err(|e| storage(e.message))?;
-        self.inner.runtime.block_on(async {
-            use futures::TryStreamExt;
-            use object_store::ObjectStoreExt;
-            let old: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| storage(e.to_string()))?;
-            for meta in old {
-                store
-                    .delete(&meta.location)
-                    .await
-                    .map_err(|e| storage(e.to_string()))?;
-            }
-            store
-                .put(
-                    &prefix.clone().join("000000_0"),
-                    object_store::PutPayload::from(text),
-                )
-                .await
-                .map_err(|e| storage(e.to_string()))?;
-            Ok::<(), DriverError>(())
-        })
+        self.inner
+            .runtime
+            .block_on(crate::scheduler::commit::overwrite_directory(
+                &self.inner.stores,
+                dir,
+                text,
+            ))
     }
 }

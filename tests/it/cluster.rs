@@ -345,7 +345,7 @@ fn local_cluster_children_stop_with_the_driver() {
     }
 }
 
-fn child_pids(parent: u32) -> Vec<u32> {
+pub(crate) fn child_pids(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -361,7 +361,7 @@ fn child_pids(parent: u32) -> Vec<u32> {
     out
 }
 
-fn is_zombie(pid: u32) -> bool {
+pub(crate) fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')

@@ -8,6 +8,7 @@ mod cluster;
 mod dataset;
 mod examples;
 mod s3;
+mod scheduling;
 mod sql;
 mod text_input;
 mod tpch;

@@ -3,7 +3,7 @@
 use super::ops::{self, encode_state, state, stateless};
 use super::{Data, Dataset};
 use crate::error::DriverError;
-use crate::scheduler::{FinalSink, result_bytes};
+use crate::scheduler::{FinalSink, JobHandle, result_bytes};
 use riffle_planner::function::FnRef;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,12 +15,49 @@ impl<T: Data> Dataset<T> {
         self.ctx
             .run_job(&self.node, FinalSink::Result(op))?
             .into_iter()
-            .map(|out| {
-                let bytes = result_bytes(out)?;
-                state::<R>(&bytes)
-                    .map_err(|e| DriverError::Internal(format!("decoding a task result: {e}")))
-            })
+            .map(decode_result)
             .collect()
+    }
+
+    /// Submits a job whose result stage ends in `op`; the handle yields
+    /// `combine` of the partitions' results, in partition order.
+    fn submit_result<R: Data, O: 'static>(
+        &self,
+        op: FnRef,
+        combine: fn(Vec<R>) -> O,
+    ) -> JobHandle<O> {
+        self.ctx.inner.scheduler().submit(
+            crate::scheduler::JobSpec::Dataset {
+                node: self.node.clone(),
+                sink: FinalSink::Result(op),
+            },
+            move |outputs| {
+                outputs
+                    .into_iter()
+                    .map(decode_result)
+                    .collect::<Result<Vec<R>, _>>()
+                    .map(combine)
+            },
+        )
+    }
+
+    /// Like [`Dataset::collect`], submitted in the background: the handle
+    /// is a `Future` of the elements, and can cancel the job or wait for
+    /// it from any thread.
+    pub fn collect_async(&self) -> Result<JobHandle<Vec<T>>, DriverError> {
+        let op = FnRef::new(
+            ops::collect_factory::<T>,
+            encode_state(&None::<u64>).map_err(plan)?,
+            "collect",
+        );
+        Ok(self.submit_result::<Vec<T>, _>(op, |parts| parts.into_iter().flatten().collect()))
+    }
+
+    /// Like [`Dataset::count`], submitted in the background.
+    pub fn count_async(&self) -> JobHandle<u64> {
+        self.submit_result::<u64, _>(stateless(ops::count_factory::<T>, "count"), |counts| {
+            counts.into_iter().sum()
+        })
     }
 
     /// All elements, in partition order.
@@ -141,6 +178,32 @@ impl<T: Data> Dataset<T> {
         };
         self.ctx.run_job(&self.node, sink).map(|_| ())
     }
+
+    /// Like [`Dataset::save_as_text_file`], submitted in the background;
+    /// the directory check happens here, before anything runs.
+    pub fn save_as_text_file_async(&self, dir: &str) -> Result<JobHandle<()>, DriverError>
+    where
+        T: std::fmt::Display,
+    {
+        let url = self.ctx.empty_output_dir(dir)?;
+        let sink = FinalSink::SaveText {
+            op: stateless(ops::text_factory::<T>, "save_as_text_file"),
+            dir: url.to_string(),
+        };
+        Ok(self.ctx.inner.scheduler().submit(
+            crate::scheduler::JobSpec::Dataset {
+                node: self.node.clone(),
+                sink,
+            },
+            |_| Ok(()),
+        ))
+    }
+}
+
+/// Decodes one result task's bytes as an `R`.
+fn decode_result<R: Data>(out: riffle_planner::task::TaskOutput) -> Result<R, DriverError> {
+    let bytes = result_bytes(out)?;
+    state::<R>(&bytes).map_err(|e| DriverError::Internal(format!("decoding a task result: {e}")))
 }
 
 impl<K: Data + Hash + Eq, V: Data> Dataset<(K, V)> {

@@ -111,6 +111,7 @@ pub(crate) type MakeRangeWriter =
     fn(Vec<Vec<u8>>, usize, bool) -> Result<FnRef, riffle_planner::PipelineError>;
 
 /// The map-side writer of a shuffle.
+#[derive(Clone)]
 pub(crate) enum WriterSpec {
     /// Known when the dataset was built.
     Ready(FnRef),

@@ -1,0 +1,153 @@
+//! How the context's actions reach the scheduler: blocking and async
+//! submission, cancellation, events.
+//!
+//! Every action has a blocking form (`collect`) that waits for its job on
+//! the calling thread, and the main ones an async form (`collect_async`)
+//! returning a [`JobHandle`], which is a `Future` and can also be
+//! cancelled or waited on from another thread. Both work from any thread,
+//! including inside a tokio runtime: the jobs run on the context's own
+//! runtime.
+
+use crate::context::Context;
+use crate::dataset::Node;
+use crate::error::DriverError;
+use crate::scheduler::events::SchedulerEvent;
+use crate::scheduler::{FinalSink, JobHandle, JobSpec};
+use riffle_planner::ids::JobId;
+use riffle_planner::task::{FileFormat, SqlOutput, TaskOutput};
+use riffle_sql::stages::SqlStage;
+use std::sync::Arc;
+
+impl Context {
+    /// Submits a Dataset job computing `node` into `sink`; its handle
+    /// yields one output per partition, in partition order.
+    pub(crate) fn submit_job(
+        &self,
+        node: &Arc<Node>,
+        sink: FinalSink,
+    ) -> JobHandle<Vec<TaskOutput>> {
+        let spec = JobSpec::Dataset {
+            node: node.clone(),
+            sink,
+        };
+        self.inner.scheduler().submit(spec, Ok)
+    }
+
+    /// Runs a Dataset job to its end (see [`Context::submit_job`]).
+    pub(crate) fn run_job(
+        &self,
+        node: &Arc<Node>,
+        sink: FinalSink,
+    ) -> Result<Vec<TaskOutput>, DriverError> {
+        self.submit_job(node, sink).wait()
+    }
+
+    /// Submits the stages of a distributed SQL plan; the handle yields the
+    /// result stage's batches, in partition order.
+    pub(crate) fn submit_sql(
+        &self,
+        stages: Vec<SqlStage>,
+    ) -> JobHandle<Vec<arrow_array::RecordBatch>> {
+        let spec = JobSpec::Sql {
+            stages,
+            output: SqlOutput::Result,
+        };
+        self.inner.scheduler().submit(spec, |outputs| {
+            let mut batches = Vec::new();
+            for output in outputs {
+                let bytes = crate::scheduler::result_bytes(output)?;
+                if bytes.is_empty() {
+                    continue;
+                }
+                let decoded =
+                    riffle_shuffle::reader::decode_batches("result", bytes::Bytes::from(bytes))
+                        .map_err(|e| DriverError::Internal(e.to_string()))?;
+                batches.extend(decoded);
+            }
+            Ok(batches)
+        })
+    }
+
+    /// Runs the stages of a distributed SQL plan with each result task
+    /// writing one file in `format` under `dir` (a URL); the files appear
+    /// as `part-NNNNN.<ext>` only once every task has succeeded.
+    pub(crate) fn write_sql(
+        &self,
+        stages: Vec<SqlStage>,
+        dir: &str,
+        format: FileFormat,
+    ) -> Result<(), DriverError> {
+        let spec = JobSpec::Sql {
+            stages,
+            output: SqlOutput::Files {
+                dir: dir.to_string(),
+                format,
+            },
+        };
+        self.inner.scheduler().submit(spec, |_| Ok(())).wait()
+    }
+
+    /// Cancels a running job: its tasks are killed, its shuffle objects
+    /// and uncommitted output deleted, and its action returns
+    /// [`DriverError::Cancelled`]. A job that has ended is left alone.
+    pub fn cancel_job(&self, job: JobId) {
+        self.inner.scheduler().cancel(Some(job));
+    }
+
+    /// Cancels every job running now.
+    pub fn cancel_all(&self) {
+        self.inner.scheduler().cancel(None);
+    }
+
+    /// A receiver of every scheduler event from now on (jobs, stages,
+    /// tasks, executors). It never slows the scheduler: a receiver more
+    /// than [`crate::scheduler::events::EVENT_BUFFER`] events behind
+    /// loses the oldest and is told how many (`RecvError::Lagged`).
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<SchedulerEvent> {
+        self.inner.scheduler().subscribe()
+    }
+
+    /// Makes Ctrl-C (SIGINT) cancel every running job; the interrupted
+    /// actions return [`DriverError::Cancelled`] and the program goes on.
+    /// With `exit_on_second` (a batch program), a second Ctrl-C while the
+    /// cancelled jobs wind down, or a Ctrl-C while no job runs, exits the
+    /// process at once with status 130, as a shell would.
+    pub fn cancel_on_ctrl_c(&self, exit_on_second: bool) {
+        let scheduler = self.inner.scheduler().clone();
+        let mut events = scheduler.subscribe();
+        self.inner.runtime.handle().spawn(async move {
+            let mut running = 0usize;
+            let mut interrupted = false;
+            loop {
+                tokio::select! {
+                    signal = tokio::signal::ctrl_c() => {
+                        if signal.is_err() {
+                            return;
+                        }
+                        if exit_on_second && (interrupted || running == 0) {
+                            eprintln!("interrupted: exiting");
+                            std::process::exit(130);
+                        }
+                        if running > 0 {
+                            interrupted = true;
+                            eprintln!("interrupted: cancelling {running} running job(s){}",
+                                if exit_on_second { " (Ctrl-C again to exit at once)" } else { "" });
+                            scheduler.cancel(None);
+                        }
+                    }
+                    event = events.recv() => match event {
+                        Ok(SchedulerEvent::JobStarted { .. }) => running += 1,
+                        Ok(SchedulerEvent::JobEnded { .. }) => {
+                            running = running.saturating_sub(1);
+                            if running == 0 {
+                                interrupted = false;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    },
+                }
+            }
+        });
+    }
+}

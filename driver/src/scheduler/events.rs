@@ -1,0 +1,209 @@
+//! Scheduler events and the listener that turns them into job summaries.
+//!
+//! The event loop publishes every state change as a [`SchedulerEvent`] on
+//! a broadcast channel (Spark's `LiveListenerBus`): sending never blocks
+//! the scheduler, and a subscriber that falls more than
+//! [`EVENT_BUFFER`] events behind skips the oldest (it sees
+//! `RecvError::Lagged` with the number lost). The summary behind
+//! `ctx.last_job()` cannot afford to lose events, so it is built by a
+//! listener the loop calls directly, before broadcasting.
+
+use crate::context::{JobSummary, StageSummary};
+use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
+use riffle_planner::task::{TaskFailure, TaskMetrics};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Events a subscriber may fall behind by before it loses the oldest.
+pub const EVENT_BUFFER: usize = 16 * 1024;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every stage finished and the output was committed.
+    Succeeded,
+    /// A task failed for good, or planning or committing failed; the
+    /// message is the error the caller got.
+    Failed(String),
+    /// Cancelled by `cancel_job`, `cancel_all`, a handle or Ctrl-C.
+    Cancelled,
+}
+
+/// One change of scheduler state. Stage ids are per job; a stage that is
+/// resubmitted keeps its id and gets a new `attempt`.
+#[derive(Debug, Clone)]
+pub enum SchedulerEvent {
+    /// A job was accepted; `stages` is the size of its stage graph.
+    JobStarted {
+        /// The job.
+        job: JobId,
+        /// Stages in its graph (some may be skipped later).
+        stages: usize,
+    },
+    /// A job ended (after its output was committed or aborted and its
+    /// shuffle objects deleted).
+    JobEnded {
+        /// The job.
+        job: JobId,
+        /// Wall time from submission.
+        elapsed: Duration,
+        /// How it ended.
+        outcome: JobOutcome,
+    },
+    /// A stage attempt's tasks were created (its parents are available).
+    StageSubmitted {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: StageId,
+        /// Stage attempt, from 0.
+        attempt: u32,
+        /// Tasks in the stage (one per partition).
+        tasks: usize,
+        /// What the stage computes (its last operator and its sink).
+        name: String,
+    },
+    /// A stage attempt ended: every task succeeded (`failure` is `None`),
+    /// or the job failed or was cancelled while it ran.
+    StageCompleted {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: StageId,
+        /// Stage attempt.
+        attempt: u32,
+        /// Wall time from submission.
+        elapsed: Duration,
+        /// Why it did not finish, if it did not.
+        failure: Option<String>,
+    },
+    /// A task attempt was sent to an executor.
+    TaskStarted {
+        /// The task attempt.
+        task: TaskId,
+        /// Where it runs.
+        executor: ExecutorId,
+    },
+    /// A task attempt ended.
+    TaskEnded {
+        /// The task attempt.
+        task: TaskId,
+        /// Where it ran.
+        executor: ExecutorId,
+        /// Wall time from launch to status, as seen by the driver.
+        duration: Duration,
+        /// Counters the executor measured.
+        metrics: TaskMetrics,
+        /// `None` on success; a `Killed` kind for a cancelled attempt.
+        failure: Option<TaskFailure>,
+    },
+    /// An executor registered (or, embedded, the context started).
+    ExecutorAdded {
+        /// The executor.
+        executor: ExecutorId,
+        /// Its task slots.
+        slots: usize,
+    },
+    /// An executor left (lost, stopped or shut down).
+    ExecutorRemoved {
+        /// The executor.
+        executor: ExecutorId,
+    },
+}
+
+/// Builds each job's [`JobSummary`] from its events and keeps the last
+/// ended one for `ctx.last_job()`.
+pub(crate) struct SummaryListener {
+    running: HashMap<JobId, JobSummary>,
+    last: Arc<Mutex<JobSummary>>,
+}
+
+impl SummaryListener {
+    pub(crate) fn new(last: Arc<Mutex<JobSummary>>) -> Self {
+        SummaryListener {
+            running: HashMap::new(),
+            last,
+        }
+    }
+
+    pub(crate) fn on_event(&mut self, event: &SchedulerEvent) {
+        match event {
+            SchedulerEvent::JobStarted { job, .. } => {
+                self.running.insert(*job, JobSummary::default());
+            }
+            SchedulerEvent::StageSubmitted { job, stage, .. } => {
+                if let Some(s) = self.running.get_mut(job) {
+                    s.stages += 1;
+                    s.stage_summaries.push(StageSummary {
+                        stage: *stage,
+                        ..Default::default()
+                    });
+                }
+            }
+            SchedulerEvent::StageCompleted {
+                job,
+                stage,
+                elapsed,
+                ..
+            } => {
+                if let Some(st) = self.stage(*job, *stage) {
+                    st.elapsed = *elapsed;
+                }
+            }
+            SchedulerEvent::TaskEnded {
+                task,
+                executor,
+                metrics: m,
+                ..
+            } => {
+                let run = Duration::from_micros(m.run_micros);
+                if let Some(s) = self.running.get_mut(&task.job) {
+                    s.tasks += 1;
+                    *s.tasks_per_executor.entry(*executor).or_default() += 1;
+                    s.task_time += run;
+                    s.records_read += m.records_read;
+                    s.bytes_read += m.bytes_read;
+                    s.shuffle_bytes_written += m.shuffle_bytes_written;
+                    s.invalid_utf8_lines += m.invalid_utf8_lines;
+                }
+                if let Some(st) = self.stage(task.job, task.stage) {
+                    st.tasks += 1;
+                    st.task_time += run;
+                    st.records_read += m.records_read;
+                    st.bytes_read += m.bytes_read;
+                    st.shuffle_bytes_read += m.shuffle_bytes_read;
+                    st.shuffle_records_written += m.shuffle_records_written;
+                    st.shuffle_bytes_written += m.shuffle_bytes_written;
+                }
+            }
+            SchedulerEvent::JobEnded { job, elapsed, .. } => {
+                if let Some(mut s) = self.running.remove(job) {
+                    s.elapsed = *elapsed;
+                    if s.invalid_utf8_lines > 0 {
+                        tracing::warn!(
+                            lines = s.invalid_utf8_lines,
+                            "input lines were not valid UTF-8; invalid bytes were replaced with U+FFFD"
+                        );
+                    }
+                    tracing::info!("{job}: {s}");
+                    if let Ok(mut last) = self.last.lock() {
+                        *last = s;
+                    }
+                }
+            }
+            SchedulerEvent::TaskStarted { .. }
+            | SchedulerEvent::ExecutorAdded { .. }
+            | SchedulerEvent::ExecutorRemoved { .. } => {}
+        }
+    }
+
+    fn stage(&mut self, job: JobId, stage: StageId) -> Option<&mut StageSummary> {
+        self.running
+            .get_mut(&job)?
+            .stage_summaries
+            .iter_mut()
+            .rev()
+            .find(|s| s.stage == stage)
+    }
+}

@@ -1,0 +1,282 @@
+//! Stage states and planning a stage's tasks once its parents are
+//! available.
+//!
+//! ```text
+//!   Waiting ──parents available──► Running ──all tasks succeeded──► Available
+//!      │                              │
+//!      └──────── job failed or cancelled ──► Failed
+//! ```
+//!
+//! A stage is planned only when it is submitted, because its tasks name
+//! the exact map outputs (from the tracker) of the attempt that won.
+
+use super::graph::{PipelineSink, StageKind, StageNode};
+use super::map_output::MapOutputTracker;
+use super::task_set::TaskSet;
+use crate::dataset::{Node, NodeKind, WriterSpec};
+use crate::error::DriverError;
+use crate::executors::StageMessage;
+use crate::sql_dataset::DatasetScanExec;
+use riffle_planner::function::FnRef;
+use riffle_planner::ids::{JobId, ShuffleId, StageId};
+use riffle_planner::task::{
+    MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, encode,
+};
+use riffle_sql::datafusion::common::tree_node::{Transformed, TreeNode};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a stage is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StageState {
+    /// Some parent is not available yet.
+    Waiting,
+    /// Its task set runs.
+    Running,
+    /// Every partition's output is registered.
+    Available,
+    /// The job failed or was cancelled before it finished.
+    Failed,
+}
+
+/// A stage's run state within its job.
+pub(crate) struct StageRun {
+    pub(crate) state: StageState,
+    /// The current stage attempt, from 0.
+    pub(crate) attempt: u32,
+    /// The current attempt's tasks (while running).
+    pub(crate) tasks: Option<TaskSet>,
+    /// The encoded spec, sent once to each executor running its tasks.
+    pub(crate) message: Option<Arc<StageMessage>>,
+    /// When the current attempt was submitted.
+    pub(crate) submitted: Option<Instant>,
+}
+
+impl StageRun {
+    pub(crate) fn new() -> StageRun {
+        StageRun {
+            state: StageState::Waiting,
+            attempt: 0,
+            tasks: None,
+            message: None,
+            submitted: None,
+        }
+    }
+}
+
+/// The spec and per-partition plans of a stage whose parents are
+/// available. `samples` holds the results of finished sampling stages.
+pub(crate) fn plan_stage(
+    job: JobId,
+    node: &StageNode,
+    tracker: &MapOutputTracker,
+    samples: &HashMap<StageId, Vec<Vec<u8>>>,
+) -> Result<(StageSpec, Vec<PartitionPlan>), DriverError> {
+    let available = tracker.available();
+    match &node.kind {
+        StageKind::Pipeline { node: root, sink } => {
+            let mut builder = StageBuilder {
+                ops: Vec::new(),
+                index: HashMap::new(),
+                map_outputs: &available,
+            };
+            let plans = (0..root.partitions)
+                .map(|p| builder.plan(root, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut ops = builder.ops;
+            let mut push = |f: FnRef| {
+                ops.push(f);
+                (ops.len() - 1) as OpIndex
+            };
+            let sink = match sink {
+                PipelineSink::Shuffle {
+                    shuffle,
+                    writer,
+                    partitions,
+                    samples: sampled,
+                } => {
+                    let writer = match writer {
+                        WriterSpec::Ready(f) => f.clone(),
+                        WriterSpec::Sampled {
+                            make, ascending, ..
+                        } => {
+                            let results = sampled
+                                .and_then(|s| samples.get(&s))
+                                .cloned()
+                                .ok_or_else(|| {
+                                    DriverError::Internal(format!(
+                                        "{}: range bounds needed before their samples",
+                                        node.id
+                                    ))
+                                })?;
+                            make(results, *partitions as usize, *ascending)
+                                .map_err(|e| DriverError::Internal(format!("range bounds: {e}")))?
+                        }
+                    };
+                    StageSink::Shuffle {
+                        shuffle: *shuffle,
+                        writer: push(writer),
+                        partitions: *partitions,
+                    }
+                }
+                PipelineSink::Sample { sampler } => StageSink::Result {
+                    op: push(sampler.clone()),
+                },
+                PipelineSink::Arrow { shuffle, op } => StageSink::Arrow {
+                    shuffle: *shuffle,
+                    op: push(op.clone()),
+                },
+                PipelineSink::Result(op) => StageSink::Result {
+                    op: push(op.clone()),
+                },
+                PipelineSink::SaveText { op, dir } => StageSink::SaveText {
+                    op: push(op.clone()),
+                    dir: dir.clone(),
+                },
+            };
+            let spec = StageSpec {
+                job,
+                stage: node.id,
+                ops,
+                sink,
+            };
+            Ok((spec, plans))
+        }
+        StageKind::Sql { plan, output } => {
+            let plan_error = |e: riffle_sql::datafusion::error::DataFusionError| {
+                DriverError::Plan(e.to_string())
+            };
+            // Dataset tables were written by parent stages: read them.
+            let plan = plan
+                .clone()
+                .transform_up(|n| {
+                    Ok(match n.downcast_ref::<DatasetScanExec>() {
+                        Some(scan) => Transformed::yes(Arc::new(scan.reader()) as _),
+                        None => Transformed::no(n),
+                    })
+                })
+                .map(|t| t.data)
+                .map_err(plan_error)?;
+            let plan = riffle_sql::stages::resolve(plan, &available).map_err(plan_error)?;
+            let bytes = riffle_sql::codec::encode_plan(plan).map_err(plan_error)?;
+            let spec = StageSpec {
+                job,
+                stage: node.id,
+                ops: Vec::new(),
+                sink: StageSink::Sql {
+                    plan: bytes,
+                    output: output.clone(),
+                },
+            };
+            let plans = (0..node.partitions as u32)
+                .map(|partition| PartitionPlan::Sql { partition })
+                .collect();
+            Ok((spec, plans))
+        }
+    }
+}
+
+/// Encodes a stage spec once, for every executor that runs its tasks.
+pub(crate) fn stage_message(spec: &StageSpec) -> Result<Arc<StageMessage>, DriverError> {
+    Ok(Arc::new(StageMessage {
+        job: spec.job,
+        stage: spec.stage,
+        bytes: Arc::new(encode(spec).map_err(|e| DriverError::Plan(e.to_string()))?),
+    }))
+}
+
+/// Builds the partition plans of one Dataset stage, collecting its
+/// operators (each node's operator once, shared by index).
+struct StageBuilder<'a> {
+    ops: Vec<FnRef>,
+    /// Operator index of each node already seen (by node address).
+    index: HashMap<*const Node, OpIndex>,
+    map_outputs: &'a HashMap<ShuffleId, Vec<MapStatus>>,
+}
+
+impl StageBuilder<'_> {
+    fn op(&mut self, node: &Arc<Node>, f: &FnRef) -> OpIndex {
+        *self.index.entry(Arc::as_ptr(node)).or_insert_with(|| {
+            self.ops.push(f.clone());
+            (self.ops.len() - 1) as OpIndex
+        })
+    }
+
+    fn statuses(&self, shuffle: &ShuffleId) -> Result<&Vec<MapStatus>, DriverError> {
+        self.map_outputs.get(shuffle).ok_or_else(|| {
+            DriverError::Internal(format!("{shuffle} was not computed before its reader"))
+        })
+    }
+
+    fn plan(&mut self, node: &Arc<Node>, p: usize) -> Result<PartitionPlan, DriverError> {
+        Ok(match &node.kind {
+            NodeKind::Invalid { error } => return Err(DriverError::Plan(error.clone())),
+            NodeKind::Parallelize { op, slices } => PartitionPlan::Parallelize {
+                op: self.op(node, op),
+                data: slices[p].clone(),
+            },
+            NodeKind::TextFile { splits } => PartitionPlan::TextFile(splits[p].clone()),
+            NodeKind::SqlResult {
+                shuffle, decode, ..
+            } => {
+                let status = self.statuses(shuffle)?.get(p).ok_or_else(|| {
+                    DriverError::Internal(format!("{shuffle} has no map partition {p}"))
+                })?;
+                let blocks = status.block_location(p as u32, 0).into_iter().collect();
+                PartitionPlan::ArrowBlocks {
+                    op: self.op(node, decode),
+                    shuffle: *shuffle,
+                    blocks,
+                }
+            }
+            NodeKind::Narrow { op, parent } => {
+                let input = Box::new(self.plan(parent, p)?);
+                PartitionPlan::Narrow {
+                    op: self.op(node, op),
+                    input,
+                }
+            }
+            NodeKind::Union { parents } => {
+                let mut offset = p;
+                for parent in parents {
+                    if offset < parent.partitions {
+                        return self.plan(parent, offset);
+                    }
+                    offset -= parent.partitions;
+                }
+                return Err(DriverError::Internal(format!("union has no partition {p}")));
+            }
+            NodeKind::Coalesce { op, parent, groups } => {
+                let inputs = groups[p]
+                    .clone()
+                    .map(|q| self.plan(parent, q))
+                    .collect::<Result<Vec<_>, _>>()?;
+                PartitionPlan::Concat {
+                    op: self.op(node, op),
+                    inputs,
+                }
+            }
+            NodeKind::Shuffled { reducer, deps } => {
+                let mut inputs = Vec::with_capacity(deps.len());
+                for dep in deps {
+                    let blocks = self
+                        .statuses(&dep.shuffle)?
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(m, status)| status.block_location(m as u32, p))
+                        .collect();
+                    inputs.push(ShuffleInput {
+                        shuffle: dep.shuffle,
+                        partition: p as u32,
+                        blocks,
+                    });
+                }
+                PartitionPlan::Shuffled {
+                    op: self.op(node, reducer),
+                    inputs,
+                }
+            }
+        })
+    }
+}
