@@ -46,6 +46,11 @@ pub enum PipelineError {
         /// What went wrong.
         message: String,
     },
+    /// The task was killed (its job was cancelled or the attempt was
+    /// superseded); its sources stopped early, so whatever the sink saw is
+    /// incomplete and must not be committed.
+    #[error("task killed")]
+    Killed,
     /// A bug in Riffle; please report it.
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -10,11 +10,16 @@
 //! Sources read lazily and cannot return errors through `Iterator::next`, so
 //! they record failures in the task's [`TaskContext`] and end early; the
 //! executor checks it before committing any output.
+//!
+//! A task is killed (job cancelled, attempt superseded) through the same
+//! context: [`TaskContext::kill`] raises a flag that sources check before
+//! producing each item, so a pipeline stops within one batch of its input
+//! and records [`PipelineError::Killed`].
 
 use crate::error::PipelineError;
 use arrow_array::{BinaryArray, RecordBatch};
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A boxed iterator of typed values.
@@ -44,10 +49,14 @@ impl Partition {
     }
 }
 
-/// Per-task state shared by the operators of one running task.
+/// Per-task state shared by the operators of one running task. Clones share
+/// the same state, so the executor keeps one to kill the task from outside.
 #[derive(Clone, Default)]
 pub struct TaskContext {
     error: Arc<Mutex<Option<PipelineError>>>,
+    /// Raised once by `kill`; an atomic rather than part of `error` so that
+    /// sources can poll it per item without taking a lock.
+    killed: Arc<AtomicBool>,
     /// Counters reported back to the driver with the task status.
     pub counters: Arc<Counters>,
 }
@@ -89,6 +98,28 @@ impl TaskContext {
     /// True once an error has been recorded; sources stop producing then.
     pub fn failed(&self) -> bool {
         self.error.lock().map(|s| s.is_some()).unwrap_or(true)
+    }
+
+    /// Asks the task to stop: sources end at their next item and record
+    /// [`PipelineError::Killed`]. Idempotent; callable from any thread.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`TaskContext::kill`] was called on this task.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// For sources, before producing an item: true (with
+    /// [`PipelineError::Killed`] recorded) if the task was killed, so the
+    /// source should end now.
+    pub fn stop_if_killed(&self) -> bool {
+        let killed = self.is_killed();
+        if killed {
+            self.fail(PipelineError::Killed);
+        }
+        killed
     }
 }
 
@@ -162,4 +193,25 @@ pub trait ArrowSourceOp: Send + Sync {
         batches: BoxIter<RecordBatch>,
         ctx: &TaskContext,
     ) -> Result<Partition, PipelineError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{FailureKind, TaskFailure};
+
+    #[test]
+    fn kill_is_shared_by_clones_and_recorded_by_sources() {
+        let ctx = TaskContext::default();
+        let source_side = ctx.clone();
+        assert!(!source_side.stop_if_killed());
+        assert!(source_side.take_error().is_none());
+        ctx.kill();
+        assert!(source_side.is_killed());
+        assert!(source_side.stop_if_killed());
+        let failure = TaskFailure::from(ctx.take_error().unwrap());
+        assert_eq!(failure.kind, FailureKind::Killed);
+        assert!(!failure.kind.retryable());
+        assert!(failure.kind.is_killed());
+    }
 }

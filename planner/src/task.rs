@@ -308,6 +308,10 @@ pub enum FailureKind {
     BadInput,
     /// A bug in Riffle.
     Internal,
+    /// The attempt was killed on request (its job was cancelled, or another
+    /// attempt superseded it). Not a failure of the task: it never counts
+    /// towards a task's failure limit and is never retried by itself.
+    Killed,
 }
 
 impl FailureKind {
@@ -317,6 +321,11 @@ impl FailureKind {
             self,
             FailureKind::Retryable | FailureKind::FetchFailed { .. }
         )
+    }
+
+    /// Whether the attempt was killed on request rather than failing.
+    pub fn is_killed(&self) -> bool {
+        matches!(self, FailureKind::Killed)
     }
 }
 
@@ -342,6 +351,7 @@ impl From<PipelineError> for TaskFailure {
                 shuffle: *shuffle,
                 map_partition: *map_partition,
             },
+            PipelineError::Killed => FailureKind::Killed,
             PipelineError::Codec(_)
             | PipelineError::Function { .. }
             | PipelineError::Internal(_) => FailureKind::Internal,

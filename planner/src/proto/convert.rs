@@ -87,6 +87,7 @@ impl From<&TaskFailure> for v1::TaskFailure {
             FailureKind::User => (v1::FailureKind::User, 0, 0),
             FailureKind::BadInput => (v1::FailureKind::BadInput, 0, 0),
             FailureKind::Internal => (v1::FailureKind::Internal, 0, 0),
+            FailureKind::Killed => (v1::FailureKind::Killed, 0, 0),
         };
         v1::TaskFailure {
             kind: kind as i32,
@@ -110,6 +111,7 @@ impl TryFrom<v1::TaskFailure> for TaskFailure {
             Ok(v1::FailureKind::User) => FailureKind::User,
             Ok(v1::FailureKind::BadInput) => FailureKind::BadInput,
             Ok(v1::FailureKind::Internal) => FailureKind::Internal,
+            Ok(v1::FailureKind::Killed) => FailureKind::Killed,
             Ok(v1::FailureKind::Unspecified) | Err(_) => {
                 return Err(ConvertError {
                     message: "TaskFailure",
@@ -221,6 +223,10 @@ mod tests {
                 kind: FailureKind::User,
                 message: "panic".into(),
             }),
+            Err(TaskFailure {
+                kind: FailureKind::Killed,
+                message: "cancelled".into(),
+            }),
         ];
         for result in outputs {
             let status = TaskStatus {
@@ -235,6 +241,19 @@ mod tests {
             let back = status_from_proto((&status).into(), ExecutorId(9)).unwrap();
             assert_eq!(format!("{back:?}"), format!("{status:?}"));
         }
+    }
+
+    #[test]
+    fn killed_travels_as_its_own_kind() {
+        let failure = TaskFailure {
+            kind: FailureKind::Killed,
+            message: "job-1 cancelled".into(),
+        };
+        let wire = v1::TaskFailure::from(&failure);
+        assert_eq!(wire.kind, 6, "FAILURE_KIND_KILLED is 6 on the wire");
+        let back = TaskFailure::try_from(wire).unwrap();
+        assert_eq!(back, failure);
+        assert!(back.kind.is_killed() && !back.kind.retryable());
     }
 
     #[test]
