@@ -222,6 +222,37 @@ impl Cluster {
         futures::future::join_all(calls).await;
     }
 
+    /// Asks `executor` to kill `tasks` (exact attempts), best effort with a
+    /// bounded wait: the killed tasks report `FailureKind::Killed` through
+    /// the usual status path, and an executor that is gone or slow to answer
+    /// leaves its tasks to the executor-loss path.
+    #[expect(
+        dead_code,
+        reason = "the interface the scheduler's job cancellation (being rewritten) codes against"
+    )]
+    pub(crate) async fn cancel_tasks(&self, executor: ExecutorId, tasks: Vec<TaskId>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let member = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|m| m.executors.get(&executor).cloned());
+        let Some(member) = member else { return };
+        let mut client = member.client.clone();
+        let request = v1::CancelTasksRequest {
+            tasks: tasks.into_iter().map(v1::TaskKey::from).collect(),
+        };
+        match tokio::time::timeout(Duration::from_secs(2), client.cancel_tasks(request)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => {
+                tracing::warn!(%executor, error = %status, "cancelling tasks failed")
+            }
+            Err(_) => tracing::warn!(%executor, "cancelling tasks timed out"),
+        }
+    }
+
     /// Declares lost every executor silent for longer than the timeout.
     pub(crate) async fn monitor_heartbeats(cluster: Weak<Cluster>) {
         loop {

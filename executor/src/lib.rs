@@ -9,10 +9,14 @@
 //! gRPC.
 //!
 //! ```text
-//!  task bytes -> decode -> StageRuntime::build (iterators over sources)
+//!  task bytes -> decode -> PipelineStage::build (iterators over sources)
 //!             -> rayon: drive sink (shuffle write / result)  [runner.rs, cpu.rs]
 //!             -> tokio: put shuffle object / text file      -> status bytes
 //! ```
+//!
+//! While a task runs it is in the executor's registry, so the driver can
+//! kill it ([`Executor::cancel_tasks`], [`Executor::cancel_job`]); a killed
+//! task reports `FailureKind::Killed` and commits nothing.
 //!
 //! Architecture invariant: `cpu.rs` is the only place rayon meets tokio.
 
@@ -25,12 +29,15 @@ pub mod sql;
 pub mod text;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use riffle_planner::PipelineError;
-use riffle_planner::ids::{ExecutorId, JobId, StageId};
+use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
 use riffle_planner::task::{StageSpec, TaskSpec, TaskStatus, decode, encode};
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
-use runner::StageRuntime;
+use runner::{RunningTask, StageRuntime};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -80,9 +87,45 @@ pub struct ExecutorEnv {
 pub struct Executor {
     env: Arc<ExecutorEnv>,
     slots: usize,
-    stages: Mutex<HashMap<(JobId, StageId), Arc<StageRuntime>>>,
+    stages: Mutex<HashMap<(JobId, StageId), StageRuntime>>,
     /// The SQL engine, started with the first SQL stage.
-    sql: std::sync::OnceLock<sql::SqlEngine>,
+    sql: std::sync::OnceLock<Arc<sql::SqlEngine>>,
+    /// Tasks running now, so that they can be killed.
+    running: Registry,
+}
+
+/// The running tasks of an executor, by attempt.
+type Registry = Arc<Mutex<HashMap<TaskId, Arc<RunningTask>>>>;
+
+/// A task registered as running on its executor but not started yet
+/// ([`Executor::prepare`]); dropping it unregisters the task.
+pub struct PreparedTask {
+    env: Arc<ExecutorEnv>,
+    stage: StageRuntime,
+    task: TaskSpec,
+    running: Arc<RunningTask>,
+    _registered: Registered,
+}
+
+impl PreparedTask {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// Runs the task to completion, or until it is killed, and returns its
+    /// status; it leaves the executor's registry when this returns (or the
+    /// future is dropped).
+    pub async fn run(self) -> TaskStatus {
+        let PreparedTask {
+            env,
+            stage,
+            task,
+            running,
+            _registered,
+        } = self;
+        runner::run_task(&env, stage, task, &running).await
+    }
 }
 
 impl Executor {
@@ -110,6 +153,7 @@ impl Executor {
             slots: slots.max(1),
             stages: Mutex::new(HashMap::new()),
             sql: std::sync::OnceLock::new(),
+            running: Registry::default(),
         })
     }
 
@@ -128,17 +172,10 @@ impl Executor {
         let spec: StageSpec = decode(bytes).map_err(ExecutorError::BadMessage)?;
         let key = (spec.job, spec.stage);
         let stage = spec.stage;
-        let engine = match &spec.sink {
-            riffle_planner::task::StageSink::Sql { .. } => Some(
-                self.sql_engine()
-                    .map_err(|source| ExecutorError::Stage { stage, source })?,
-            ),
-            _ => None,
-        };
-        let runtime = StageRuntime::new(spec, engine)
+        let runtime = StageRuntime::new(spec, || self.sql_engine())
             .map_err(|source| ExecutorError::Stage { stage, source })?;
         if let Ok(mut stages) = self.stages.lock() {
-            stages.insert(key, Arc::new(runtime));
+            stages.insert(key, runtime);
         }
         Ok(())
     }
@@ -165,6 +202,14 @@ impl Executor {
 
     /// Runs one encoded task and returns its status.
     pub async fn run(&self, task: &[u8]) -> Result<TaskStatus, ExecutorError> {
+        Ok(self.prepare(task)?.run().await)
+    }
+
+    /// Decodes a task and registers it as running without starting it, so
+    /// that a cancel arriving from now on is seen even before the task is
+    /// first polled (the worker spawns tasks and must not lose a cancel
+    /// that follows the launch at once). Fails as [`Executor::run`] does.
+    pub fn prepare(&self, task: &[u8]) -> Result<PreparedTask, ExecutorError> {
         let task: TaskSpec = decode(task).map_err(ExecutorError::BadMessage)?;
         let key = (task.id.job, task.id.stage);
         let stage = self
@@ -176,15 +221,85 @@ impl Executor {
                 job: key.0,
                 stage: key.1,
             })?;
-        Ok(runner::run_task(&self.env, self.sql.get(), stage, task).await)
+        let running = Arc::new(RunningTask::new());
+        let registered = Registered::new(self.running.clone(), task.id, running.clone());
+        Ok(PreparedTask {
+            env: self.env.clone(),
+            stage,
+            task,
+            running,
+            _registered: registered,
+        })
+    }
+
+    /// Kills those of `tasks` (exact attempts) that are running here. Each
+    /// killed task stops at its sources' next item (a SQL task's DataFusion
+    /// task is aborted) and reports a status with `FailureKind::Killed`
+    /// without committing output. Returns how many were running; a task
+    /// that is not (finished, never launched here) is ignored, so a cancel
+    /// racing a task's end is harmless.
+    pub fn cancel_tasks(&self, tasks: &[TaskId]) -> usize {
+        let found: Vec<Arc<RunningTask>> = match self.running.lock() {
+            Ok(running) => tasks
+                .iter()
+                .filter_map(|id| running.get(id).cloned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // Killed outside the registry's lock: killing wakes other tasks.
+        found.iter().for_each(|task| task.kill());
+        found.len()
+    }
+
+    /// Kills every task of `job` running here, as [`Executor::cancel_tasks`]
+    /// does; returns how many there were.
+    pub fn cancel_job(&self, job: JobId) -> usize {
+        let found: Vec<Arc<RunningTask>> = match self.running.lock() {
+            Ok(running) => running
+                .iter()
+                .filter(|(id, _)| id.job == job)
+                .map(|(_, task)| task.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        found.iter().for_each(|task| task.kill());
+        found.len()
     }
 
     /// The SQL engine, started on first use.
-    fn sql_engine(&self) -> Result<&sql::SqlEngine, PipelineError> {
+    fn sql_engine(&self) -> Result<Arc<sql::SqlEngine>, PipelineError> {
         if let Some(engine) = self.sql.get() {
-            return Ok(engine);
+            return Ok(engine.clone());
         }
-        let engine = sql::SqlEngine::new(&self.env, self.slots)?;
-        Ok(self.sql.get_or_init(|| engine))
+        let engine = Arc::new(sql::SqlEngine::new(&self.env, self.slots)?);
+        Ok(self.sql.get_or_init(|| engine).clone())
+    }
+}
+
+/// A task's entry in the registry of running tasks, removed when the task
+/// ends, or when its future is dropped.
+struct Registered {
+    registry: Registry,
+    id: TaskId,
+    task: Arc<RunningTask>,
+}
+
+impl Registered {
+    fn new(registry: Registry, id: TaskId, task: Arc<RunningTask>) -> Self {
+        if let Ok(mut running) = registry.lock() {
+            running.insert(id, task.clone());
+        }
+        Registered { registry, id, task }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.registry.lock()
+            // A relaunch of the same attempt may have replaced this entry.
+            && running.get(&self.id).is_some_and(|t| Arc::ptr_eq(t, &self.task))
+        {
+            running.remove(&self.id);
+        }
     }
 }

@@ -1,14 +1,23 @@
 //! Running one task: build the partition's iterators, drive the sink,
 //! commit the output.
+//!
+//! A task can be killed through its [`RunningTask`]: the sources stop at
+//! their next item (the flag in the task's `TaskContext`), a SQL task's
+//! DataFusion task is aborted, and the task's future reports
+//! `FailureKind::Killed` at once. Output is never committed after a kill is
+//! seen; a kill that arrives while the commit's write is in flight lets the
+//! write finish and reports the output, which the driver then ignores.
 
 use crate::ExecutorEnv;
 use crate::cpu::run_cpu;
 use crate::shuffle_input::ShuffleBatches;
+use crate::sql::{SqlEngine, SqlStage};
 use crate::text::TextLines;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use riffle_planner::PipelineError;
 use riffle_planner::function::FnRef;
+use riffle_planner::ids::{ExecutorId, ShuffleId, StageId, TaskId};
 use riffle_planner::pipeline::{
     ArrowSourceOp, ArrowWriteOp, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp,
     SourceOp, TaskContext,
@@ -21,9 +30,11 @@ use riffle_shuffle::writer::{
     EncodedMapOutput, MapOutputBuilder, encode_map_output, put_map_output,
 };
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 /// One instantiated operator of a stage.
 enum Op {
@@ -68,57 +79,109 @@ impl Op {
     }
 }
 
-/// A stage whose operators have been instantiated on this executor; shared
-/// by all of the stage's tasks that run here.
-pub struct StageRuntime {
-    spec: StageSpec,
-    ops: Vec<Op>,
-    /// The decoded fragment of a SQL stage.
-    sql: Option<Arc<dyn riffle_sql::datafusion::physical_plan::ExecutionPlan>>,
-}
-
-/// What the CPU side of a task produced.
-enum CpuOutput {
-    Map(EncodedMapOutput),
-    Bytes(Vec<u8>),
+/// A stage instantiated on this executor, shared by all of its tasks that
+/// run here. One kind per kind of stage, so a SQL stage never goes through
+/// the Dataset pipeline code and a Dataset stage never meets DataFusion.
+#[derive(Clone)]
+pub(crate) enum StageRuntime {
+    /// A Dataset stage: typed operators fused into iterators.
+    Pipeline(Arc<PipelineStage>),
+    /// A SQL fragment, run by DataFusion.
+    Sql(Arc<SqlStage>),
 }
 
 impl StageRuntime {
-    /// Instantiates every operator of `spec`.
-    pub fn new(
+    /// Instantiates `spec`; `sql_engine` is called (once) only for a SQL
+    /// stage, so Dataset-only executors never start DataFusion.
+    pub(crate) fn new(
         spec: StageSpec,
-        sql: Option<&crate::sql::SqlEngine>,
+        sql_engine: impl FnOnce() -> Result<Arc<SqlEngine>, PipelineError>,
     ) -> Result<Self, PipelineError> {
-        let ops = spec
-            .ops
-            .iter()
-            .map(Op::instantiate)
-            .collect::<Result<_, _>>()?;
-        let sql = match (&spec.sink, sql) {
-            (StageSink::Sql { plan, .. }, Some(engine)) => Some(engine.decode(plan)?),
-            (StageSink::Sql { .. }, None) => {
-                return Err(PipelineError::Internal(
-                    "no SQL engine for a SQL stage".into(),
-                ));
+        let StageSpec {
+            stage, ops, sink, ..
+        } = spec;
+        let sink = match sink {
+            StageSink::Sql { plan, output } => {
+                return Ok(StageRuntime::Sql(Arc::new(SqlStage::new(
+                    sql_engine()?,
+                    &plan,
+                    output,
+                )?)));
             }
-            _ => None,
+            StageSink::Shuffle {
+                shuffle,
+                writer,
+                partitions,
+            } => PipelineSink::Shuffle {
+                shuffle,
+                writer,
+                partitions,
+            },
+            StageSink::Arrow { shuffle, op } => PipelineSink::Arrow { shuffle, op },
+            StageSink::Result { op } => PipelineSink::Result { op },
+            StageSink::SaveText { op, dir } => PipelineSink::SaveText { op, dir },
         };
-        Ok(StageRuntime { spec, ops, sql })
+        let instantiated = ops.iter().map(Op::instantiate).collect::<Result<_, _>>()?;
+        Ok(StageRuntime::Pipeline(Arc::new(PipelineStage {
+            stage,
+            names: ops.iter().map(|f| f.name().to_string()).collect(),
+            ops: instantiated,
+            sink,
+        })))
     }
+}
 
+/// The sink of a Dataset stage: [`StageSink`] without its SQL variant.
+enum PipelineSink {
+    Shuffle {
+        shuffle: ShuffleId,
+        writer: OpIndex,
+        partitions: u32,
+    },
+    Arrow {
+        shuffle: ShuffleId,
+        op: OpIndex,
+    },
+    Result {
+        op: OpIndex,
+    },
+    SaveText {
+        op: OpIndex,
+        dir: String,
+    },
+}
+
+/// A Dataset stage whose operators have been instantiated.
+pub(crate) struct PipelineStage {
+    stage: StageId,
+    /// The operators' descriptive names, for errors.
+    names: Vec<String>,
+    ops: Vec<Op>,
+    sink: PipelineSink,
+}
+
+/// What the CPU side of a task produced, with what committing it needs.
+enum CpuOutput {
+    Map {
+        shuffle: ShuffleId,
+        encoded: EncodedMapOutput,
+    },
+    Result(Vec<u8>),
+    Text {
+        dir: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl PipelineStage {
     fn op(&self, index: OpIndex) -> Result<&Op, PipelineError> {
         self.ops.get(index as usize).ok_or_else(|| {
-            PipelineError::Internal(format!("operator {index} is not in {}", self.spec.stage))
+            PipelineError::Internal(format!("operator {index} is not in {}", self.stage))
         })
     }
 
     fn wrong_role(&self, index: OpIndex, role: &str) -> PipelineError {
-        let name = self
-            .spec
-            .ops
-            .get(index as usize)
-            .map(FnRef::name)
-            .unwrap_or("?");
+        let name = self.names.get(index as usize).map_or("?", String::as_str);
         PipelineError::Internal(format!("operator {index} ({name}) is not a {role}"))
     }
 
@@ -182,9 +245,12 @@ impl StageRuntime {
                 }
                 _ => Err(self.wrong_role(op, "Arrow source")),
             },
-            PartitionPlan::Sql { .. } => Err(PipelineError::Internal(
-                "a SQL task in a Dataset stage".into(),
-            )),
+            // The plan comes from the driver: a mismatch is its bug, reported
+            // rather than assumed away.
+            PartitionPlan::Sql { .. } => Err(PipelineError::Internal(format!(
+                "a SQL task was sent to Dataset stage {}",
+                self.stage
+            ))),
             PartitionPlan::Concat { op, inputs } => {
                 let parts = inputs
                     .into_iter()
@@ -205,20 +271,34 @@ impl StageRuntime {
         env: &ExecutorEnv,
         ctx: &TaskContext,
     ) -> Result<CpuOutput, PipelineError> {
+        // Killed while queued for a slot: do not even open the inputs.
+        if ctx.stop_if_killed() {
+            return Err(PipelineError::Killed);
+        }
         let partition = self.build(plan, env, ctx)?;
-        match &self.spec.sink {
-            StageSink::Shuffle {
-                writer, partitions, ..
+        match &self.sink {
+            PipelineSink::Shuffle {
+                shuffle,
+                writer,
+                partitions,
             } => match self.op(*writer)? {
                 Op::Write(w) => {
                     let arrays = w.write(partition, *partitions as usize, ctx)?;
+                    // Encoding is the costly part of a map output; skip it
+                    // when the input was cut short by a kill.
+                    if ctx.stop_if_killed() {
+                        return Err(PipelineError::Killed);
+                    }
                     let encoded = encode_map_output(arrays, env.shuffle.compression)
                         .map_err(|e| PipelineError::Shuffle(e.to_string()))?;
-                    Ok(CpuOutput::Map(encoded))
+                    Ok(CpuOutput::Map {
+                        shuffle: *shuffle,
+                        encoded,
+                    })
                 }
                 _ => Err(self.wrong_role(*writer, "shuffle writer")),
             },
-            StageSink::Arrow { op, .. } => match self.op(*op)? {
+            PipelineSink::Arrow { shuffle, op } => match self.op(*op)? {
                 Op::ArrowWrite(w) => {
                     let shuffle_error =
                         |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle(e.to_string());
@@ -227,82 +307,177 @@ impl StageRuntime {
                     w.write(partition, ctx, &mut |batch| {
                         output.push(0, batch).map_err(shuffle_error)
                     })?;
-                    Ok(CpuOutput::Map(output.finish().map_err(shuffle_error)?))
+                    Ok(CpuOutput::Map {
+                        shuffle: *shuffle,
+                        encoded: output.finish().map_err(shuffle_error)?,
+                    })
                 }
                 _ => Err(self.wrong_role(*op, "Arrow writer")),
             },
-            StageSink::Sql { .. } => Err(PipelineError::Internal(
-                "a SQL stage on the Dataset path".into(),
-            )),
-            StageSink::Result { op } | StageSink::SaveText { op, .. } => match self.op(*op)? {
-                Op::Result(r) => Ok(CpuOutput::Bytes(r.finish(partition, ctx)?)),
+            PipelineSink::Result { op } => match self.op(*op)? {
+                Op::Result(r) => Ok(CpuOutput::Result(r.finish(partition, ctx)?)),
                 _ => Err(self.wrong_role(*op, "result operator")),
+            },
+            PipelineSink::SaveText { op, dir } => match self.op(*op)? {
+                Op::Result(r) => Ok(CpuOutput::Text {
+                    dir: dir.clone(),
+                    bytes: r.finish(partition, ctx)?,
+                }),
+                _ => Err(self.wrong_role(*op, "result operator")),
+            },
+        }
+    }
+
+    /// Runs one task of this stage: the CPU part on the rayon pool, then the
+    /// commit. Returns as soon as the task is killed: the CPU part then ends
+    /// at its sources' next item, and its output is dropped unseen.
+    async fn run(
+        self: Arc<Self>,
+        env: &Arc<ExecutorEnv>,
+        task: TaskSpec,
+        running: &RunningTask,
+    ) -> Result<TaskOutput, TaskFailure> {
+        let id = task.id;
+        let ctx = running.ctx.clone();
+        let pool = env.pool.clone();
+        let cpu = {
+            let (env, ctx) = (env.clone(), ctx.clone());
+            run_cpu(&pool, move || {
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.compute(task.plan, &env, &ctx)))
+            })
+        };
+        let cpu = tokio::select! {
+            cpu = cpu => cpu,
+            () = running.killed() => return Err(killed(id, env.id)),
+        };
+        // Whatever the CPU side did after a kill (partial output, errors
+        // caused by truncated input) is moot: the kill is the outcome.
+        if ctx.is_killed() {
+            return Err(killed(id, env.id));
+        }
+        match cpu {
+            None => Err(TaskFailure {
+                kind: FailureKind::Retryable,
+                message: format!("{id} was dropped: executor shutting down"),
+            }),
+            Some(Err(panic)) => Err(TaskFailure {
+                kind: FailureKind::User,
+                message: format!(
+                    "user code panicked in {id} on {}: {}",
+                    env.id,
+                    panic_message(&*panic)
+                ),
+            }),
+            // A source failure ends its iterator early, so it explains
+            // whatever the sink saw: report it before anything else, and
+            // never commit.
+            Some(Ok(out)) => match (ctx.take_error(), out) {
+                (Some(e), _) | (None, Err(e)) => Err(TaskFailure::from(e)),
+                (None, Ok(out)) => commit(env, &id, out).await,
             },
         }
     }
 }
 
-/// Runs one task to completion and reports its status. Never panics: a
-/// panic in user code becomes a `User` failure naming the task.
-pub async fn run_task(
+/// How to stop one running task from another thread (the executor's
+/// registry holds one per task).
+pub(crate) struct RunningTask {
+    /// The task's context: its kill flag stops the sources.
+    pub(crate) ctx: TaskContext,
+    /// Wakes the task's own future, which reports the kill at once.
+    notify: Notify,
+    /// The spawned DataFusion task of a SQL task, once started.
+    sql: Mutex<Option<AbortHandle>>,
+}
+
+impl RunningTask {
+    /// A task that has not been killed.
+    pub(crate) fn new() -> Self {
+        RunningTask {
+            ctx: TaskContext::default(),
+            notify: Notify::new(),
+            sql: Mutex::new(None),
+        }
+    }
+
+    /// Kills the task: raises the flag its sources poll, aborts its
+    /// DataFusion task if it has one, and wakes its future. Idempotent.
+    pub(crate) fn kill(&self) {
+        self.ctx.kill();
+        // Taken under the lock that `attach_sql` holds while it checks the
+        // flag, so a handle attached concurrently is aborted by one of us.
+        if let Some(handle) = self.sql.lock().ok().and_then(|mut h| h.take()) {
+            handle.abort();
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Whether [`RunningTask::kill`] was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.ctx.is_killed()
+    }
+
+    /// Records the abort handle of a SQL task's DataFusion task; aborts it
+    /// at once if the task was killed before it started.
+    pub(crate) fn attach_sql(&self, handle: AbortHandle) {
+        if let Ok(mut slot) = self.sql.lock() {
+            if self.ctx.is_killed() {
+                handle.abort();
+            } else {
+                *slot = Some(handle);
+            }
+        }
+    }
+
+    /// Resolves once the task is killed (at once if it already was).
+    pub(crate) async fn killed(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a kill in between still
+        // wakes us (`notify_waiters` stores no permit).
+        notified.as_mut().enable();
+        if self.is_killed() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// The failure a killed task reports.
+pub(crate) fn killed(id: TaskId, executor: ExecutorId) -> TaskFailure {
+    TaskFailure {
+        kind: FailureKind::Killed,
+        message: format!("{id} was killed on {executor}"),
+    }
+}
+
+/// Runs one task to completion (or until it is killed through `running`)
+/// and reports its status. Never panics: a panic in user code becomes a
+/// `User` failure naming the task.
+pub(crate) async fn run_task(
     env: &Arc<ExecutorEnv>,
-    sql: Option<&crate::sql::SqlEngine>,
-    stage: Arc<StageRuntime>,
+    stage: StageRuntime,
     task: TaskSpec,
+    running: &RunningTask,
 ) -> TaskStatus {
     let started = Instant::now();
-    let ctx = TaskContext::default();
     let id = task.id;
-    if let (StageSink::Sql { output, .. }, Some(plan), Some(engine)) =
-        (&stage.spec.sink, &stage.sql, sql)
-    {
-        let result = engine.run(env, plan.clone(), output.clone(), id).await;
-        return TaskStatus {
-            id,
-            executor: env.id,
-            metrics: TaskMetrics {
-                run_micros: started.elapsed().as_micros() as u64,
-                shuffle_bytes_written: match &result {
-                    Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.len).sum(),
-                    _ => 0,
-                },
-                shuffle_records_written: match &result {
-                    Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.rows).sum(),
-                    _ => 0,
-                },
-                ..TaskMetrics::default()
-            },
-            result,
-        };
-    }
-    let cpu = {
-        let (env, stage, ctx) = (env.clone(), stage.clone(), ctx.clone());
-        run_cpu(&env.pool.clone(), move || {
-            std::panic::catch_unwind(AssertUnwindSafe(|| stage.compute(task.plan, &env, &ctx)))
-        })
-        .await
+    let result = if running.is_killed() {
+        Err(killed(id, env.id))
+    } else {
+        match stage {
+            StageRuntime::Pipeline(stage) => stage.run(env, task, running).await,
+            StageRuntime::Sql(stage) => stage.run(env, id, running).await,
+        }
     };
-    let result = match cpu {
-        None => Err(TaskFailure {
-            kind: FailureKind::Retryable,
-            message: format!("{} was dropped: executor shutting down", id),
-        }),
-        Some(Err(panic)) => Err(TaskFailure {
-            kind: FailureKind::User,
-            message: format!(
-                "user code panicked in {id} on {}: {}",
-                env.id,
-                panic_message(&*panic)
-            ),
-        }),
-        // A source failure ends its iterator early, so it explains whatever
-        // the sink saw: report it before anything else, and never commit.
-        Some(Ok(out)) => match (ctx.take_error(), out) {
-            (Some(e), _) | (None, Err(e)) => Err(TaskFailure::from(e)),
-            (None, Ok(out)) => commit(env, &stage.spec, &id, out).await,
-        },
+    let c = &running.ctx.counters;
+    let (shuffle_bytes_written, shuffle_records_written) = match &result {
+        Ok(TaskOutput::Shuffle(status)) => (
+            status.blocks.iter().map(|b| b.len).sum(),
+            status.blocks.iter().map(|b| b.rows).sum(),
+        ),
+        _ => (0, 0),
     };
-    let c = &ctx.counters;
     TaskStatus {
         id,
         executor: env.id,
@@ -310,15 +485,9 @@ pub async fn run_task(
             run_micros: started.elapsed().as_micros() as u64,
             records_read: c.records_read.load(Ordering::Relaxed),
             bytes_read: c.bytes_read.load(Ordering::Relaxed),
-            shuffle_bytes_written: match &result {
-                Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.len).sum(),
-                _ => 0,
-            },
+            shuffle_bytes_written,
             invalid_utf8_lines: c.invalid_utf8_lines.load(Ordering::Relaxed),
-            shuffle_records_written: match &result {
-                Ok(TaskOutput::Shuffle(status)) => status.blocks.iter().map(|b| b.rows).sum(),
-                _ => 0,
-            },
+            shuffle_records_written,
             shuffle_bytes_read: c.shuffle_bytes_read.load(Ordering::Relaxed),
         },
         result,
@@ -326,37 +495,22 @@ pub async fn run_task(
 }
 
 /// Stores what the CPU side produced and describes it for the driver.
-async fn commit(
-    env: &ExecutorEnv,
-    spec: &StageSpec,
-    id: &riffle_planner::ids::TaskId,
-    out: CpuOutput,
-) -> Result<TaskOutput, TaskFailure> {
-    let storage_failure = |message: String| TaskFailure {
-        kind: FailureKind::Retryable,
-        message: format!("{id}: {message}"),
-    };
-    match (&spec.sink, out) {
-        (
-            StageSink::Shuffle { shuffle, .. } | StageSink::Arrow { shuffle, .. },
-            CpuOutput::Map(encoded),
-        ) => {
+async fn commit(env: &ExecutorEnv, id: &TaskId, out: CpuOutput) -> Result<TaskOutput, TaskFailure> {
+    match out {
+        CpuOutput::Map { shuffle, encoded } => {
             let path = env
                 .shuffle
-                .data_path(id.job, *shuffle, id.partition, id.attempt);
+                .data_path(id.job, shuffle, id.partition, id.attempt);
             put_map_output(&env.shuffle, path, encoded)
                 .await
                 .map(TaskOutput::Shuffle)
-                .map_err(|e| storage_failure(e.to_string()))
+                .map_err(|e| TaskFailure {
+                    kind: FailureKind::Retryable,
+                    message: format!("{id}: {e}"),
+                })
         }
-        (StageSink::Result { .. }, CpuOutput::Bytes(bytes)) => Ok(TaskOutput::Result(bytes)),
-        (StageSink::SaveText { dir, .. }, CpuOutput::Bytes(bytes)) => {
-            put_task_file(env, dir, id, "", bytes).await
-        }
-        _ => Err(TaskFailure {
-            kind: FailureKind::Internal,
-            message: format!("{id}: sink produced output of the wrong kind"),
-        }),
+        CpuOutput::Result(bytes) => Ok(TaskOutput::Result(bytes)),
+        CpuOutput::Text { dir, bytes } => put_task_file(env, &dir, id, "", bytes).await,
     }
 }
 
@@ -365,7 +519,7 @@ async fn commit(
 pub(crate) async fn put_task_file(
     env: &ExecutorEnv,
     dir: &str,
-    id: &riffle_planner::ids::TaskId,
+    id: &TaskId,
     suffix: &str,
     bytes: Vec<u8>,
 ) -> Result<TaskOutput, TaskFailure> {

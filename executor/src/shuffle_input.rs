@@ -90,6 +90,14 @@ impl<B> Iterator for ShuffleBatches<B> {
     type Item = B;
 
     fn next(&mut self) -> Option<B> {
+        // Per batch; dropping the receiver ends the fetching task, and the
+        // unstarted case never starts it.
+        if self.ctx.stop_if_killed() {
+            self.pending = None;
+            self.rx = None;
+            self.decoded = Vec::new().into_iter();
+            return None;
+        }
         if let Some((store, runtime)) = self.pending.take() {
             let (tx, rx) = mpsc::channel(BLOCKS_IN_FLIGHT);
             let blocks = self.input.blocks.clone();

@@ -5,6 +5,7 @@
 //! runtime (heartbeats, RPC) nor run on the rayon pool of Dataset tasks.
 
 use crate::ExecutorEnv;
+use crate::runner::{RunningTask, killed};
 use riffle_planner::PipelineError;
 use riffle_planner::ids::TaskId;
 use riffle_planner::task::{FailureKind, SqlOutput, TaskFailure, TaskOutput};
@@ -47,43 +48,77 @@ impl SqlEngine {
         })
     }
 
+    /// The SQL runtime's metrics, to see its tasks end.
+    #[cfg(test)]
+    pub(crate) fn runtime_metrics(&self) -> Option<tokio::runtime::RuntimeMetrics> {
+        self.runtime.as_ref().map(|rt| rt.metrics())
+    }
+
     /// Decodes a stage's fragment.
     pub fn decode(&self, plan: &[u8]) -> Result<Arc<dyn ExecutionPlan>, PipelineError> {
         riffle_sql::codec::decode_plan(plan, &self.session.task_ctx())
             .map_err(|e| PipelineError::Codec(format!("decoding a SQL fragment: {e}")))
     }
+}
 
-    /// Runs one partition of `plan` and stores or returns its output.
-    pub async fn run(
+/// A SQL stage on this executor: its decoded fragment and what its tasks
+/// produce.
+pub(crate) struct SqlStage {
+    engine: Arc<SqlEngine>,
+    plan: Arc<dyn ExecutionPlan>,
+    output: SqlOutput,
+}
+
+impl SqlStage {
+    /// Decodes the fragment `plan` once for all the stage's tasks here.
+    pub(crate) fn new(
+        engine: Arc<SqlEngine>,
+        plan: &[u8],
+        output: SqlOutput,
+    ) -> Result<SqlStage, PipelineError> {
+        let plan = engine.decode(plan)?;
+        Ok(SqlStage {
+            engine,
+            plan,
+            output,
+        })
+    }
+
+    /// Runs partition `id.partition` of the fragment and stores or returns
+    /// its output. The DataFusion task is registered with `running`, so a
+    /// kill aborts it (dropping its streams) and this returns `Killed` at
+    /// once; nothing is stored after a kill.
+    pub(crate) async fn run(
         &self,
         env: &ExecutorEnv,
-        plan: Arc<dyn ExecutionPlan>,
-        output: SqlOutput,
         id: TaskId,
+        running: &RunningTask,
     ) -> Result<TaskOutput, TaskFailure> {
-        let Some(runtime) = &self.runtime else {
-            return Err(internal("SQL runtime is gone".into()));
-        };
-        let session = self.session.clone();
+        let (plan, session) = (self.plan.clone(), self.engine.session.clone());
         let partition = id.partition as usize;
-        if let SqlOutput::Files { dir, format } = output {
-            let bytes = runtime
-                .spawn(async move { write_fragment(plan, partition, &session, format).await })
-                .await
-                .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
-                .map_err(|e| failure(id, e))?;
-            return crate::runner::put_task_file(env, &dir, &id, format.extension(), bytes).await;
-        }
-        let produced = runtime
-            .spawn(async move { run_fragment(plan, partition, &session).await })
-            .await
-            .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
-            .map_err(|e| failure(id, e))?;
-        match (output, produced) {
-            (SqlOutput::Shuffle { shuffle }, FragmentOutput::Shuffle(encoded)) => {
+        let disagree = || internal(format!("{id}: fragment and stage output disagree"));
+        match &self.output {
+            SqlOutput::Files { dir, format } => {
+                let format = *format;
+                let bytes = self
+                    .spawn(env, id, running, async move {
+                        write_fragment(plan, partition, &session, format).await
+                    })
+                    .await?;
+                crate::runner::put_task_file(env, dir, &id, format.extension(), bytes).await
+            }
+            SqlOutput::Shuffle { shuffle } => {
+                let produced = self
+                    .spawn(env, id, running, async move {
+                        run_fragment(plan, partition, &session).await
+                    })
+                    .await?;
+                let FragmentOutput::Shuffle(encoded) = produced else {
+                    return Err(disagree());
+                };
                 let path = env
                     .shuffle
-                    .data_path(id.job, shuffle, id.partition, id.attempt);
+                    .data_path(id.job, *shuffle, id.partition, id.attempt);
                 put_map_output(&env.shuffle, path, encoded)
                     .await
                     .map(TaskOutput::Shuffle)
@@ -92,13 +127,49 @@ impl SqlEngine {
                         message: format!("{id}: {e}"),
                     })
             }
-            (SqlOutput::Result, FragmentOutput::Result(encoded)) => {
+            SqlOutput::Result => {
+                let produced = self
+                    .spawn(env, id, running, async move {
+                        run_fragment(plan, partition, &session).await
+                    })
+                    .await?;
+                let FragmentOutput::Result(encoded) = produced else {
+                    return Err(disagree());
+                };
                 Ok(TaskOutput::Result(encoded.to_vec()))
             }
-            _ => Err(internal(format!(
-                "{id}: fragment and stage output disagree"
-            ))),
         }
+    }
+
+    /// Runs `work` on the SQL runtime as a task that killing `running`
+    /// aborts; its output only if the task was not killed by the time it
+    /// ended, so the caller never stores anything after a kill.
+    async fn spawn<T: Send + 'static>(
+        &self,
+        env: &ExecutorEnv,
+        id: TaskId,
+        running: &RunningTask,
+        work: impl Future<Output = Result<T, DataFusionError>> + Send + 'static,
+    ) -> Result<T, TaskFailure> {
+        let Some(runtime) = &self.engine.runtime else {
+            return Err(internal("SQL runtime is gone".into()));
+        };
+        let spawned = runtime.spawn(work);
+        running.attach_sql(spawned.abort_handle());
+        // An aborted task only stops at its next yield point; the kill is
+        // reported without waiting for that.
+        let joined = tokio::select! {
+            joined = spawned => joined,
+            () = running.killed() => return Err(killed(id, env.id)),
+        };
+        // An abort, or an error the DataFusion side hit while being torn
+        // down, is the kill's doing.
+        if running.is_killed() {
+            return Err(killed(id, env.id));
+        }
+        joined
+            .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
+            .map_err(|e| failure(id, e))
     }
 }
 

@@ -201,6 +201,11 @@ impl Iterator for TextLines {
 
     fn next(&mut self) -> Option<String> {
         loop {
+            // Per line, so a kill stops even a slow consumer within one
+            // item; ending drops the reader, which stops the I/O task.
+            if !matches!(self.state, State::Done) && self.ctx.stop_if_killed() {
+                self.state = State::Done;
+            }
             match &mut self.state {
                 State::Pending { stores, runtime } => {
                     let (stores, runtime) = (stores.clone(), runtime.clone());

@@ -17,7 +17,7 @@ use crate::rpc::v1::driver_service_client::DriverServiceClient;
 use crate::rpc::v1::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use crate::rpc::{Auth, ClientAuth, check_bind};
 use crate::{Executor, build_id};
-use riffle_planner::ids::{ExecutorId, JobId, StageId};
+use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
 use riffle_planner::proto::{PROTOCOL_VERSION, v1};
 use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskOutput, TaskStatus};
 use riffle_shuffle::ShuffleStore;
@@ -355,9 +355,12 @@ impl ExecutorService for Worker {
             if let Ok(mut r) = running.lock() {
                 r.insert(key, Instant::now());
             }
+            // Registered before it is spawned, so a cancel that follows this
+            // call at once finds it.
+            let prepared = executor.prepare(&task.spec);
             tokio::spawn(async move {
-                let status = match executor.run(&task.spec).await {
-                    Ok(status) => enforce_limit(status, limit),
+                let status = match prepared {
+                    Ok(prepared) => enforce_limit(prepared.run().await, limit),
                     Err(e) => TaskStatus {
                         id: key.into(),
                         executor: executor.id(),
@@ -379,10 +382,23 @@ impl ExecutorService for Worker {
 
     async fn cancel_tasks(
         &self,
-        _request: Request<v1::CancelTasksRequest>,
+        request: Request<v1::CancelTasksRequest>,
     ) -> Result<Response<v1::CancelTasksResponse>, Status> {
-        // Attempts are idempotent and attempt-scoped: a cancelled attempt
-        // may run to completion, and the driver ignores its status.
+        // Every field of a TaskKey is a plain integer, so any key names an
+        // attempt; one that is not running here is simply not found.
+        let tasks: Vec<TaskId> = request
+            .into_inner()
+            .tasks
+            .into_iter()
+            .map(TaskId::from)
+            .collect();
+        let killed = self.executor.cancel_tasks(&tasks);
+        tracing::debug!(
+            executor = %self.executor.id(),
+            requested = tasks.len(),
+            killed,
+            "cancel tasks"
+        );
         Ok(Response::new(v1::CancelTasksResponse {}))
     }
 
