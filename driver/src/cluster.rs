@@ -226,10 +226,6 @@ impl Cluster {
     /// bounded wait: the killed tasks report `FailureKind::Killed` through
     /// the usual status path, and an executor that is gone or slow to answer
     /// leaves its tasks to the executor-loss path.
-    #[expect(
-        dead_code,
-        reason = "the interface the scheduler's job cancellation (being rewritten) codes against"
-    )]
     pub(crate) async fn cancel_tasks(&self, executor: ExecutorId, tasks: Vec<TaskId>) {
         if tasks.is_empty() {
             return;

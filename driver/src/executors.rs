@@ -70,40 +70,56 @@ impl Backend {
         }
     }
 
-    /// Runs one task on `executor` and returns its status; every failure
-    /// (including a lost executor) comes back as a status.
-    pub(crate) async fn launch(
+    /// Starts one task on `executor`; the future yields its status, and
+    /// every failure (including a lost executor) comes back as a status.
+    /// An embedded task is registered as running before this returns, so
+    /// a kill sent right after the launch is never lost.
+    pub(crate) fn launch(
         &self,
         executor: &ExecutorHandle,
         stage: &StageMessage,
         id: TaskId,
         spec: Vec<u8>,
-    ) -> TaskStatus {
-        let failed = |kind: FailureKind, message: String| TaskStatus {
+    ) -> futures::future::BoxFuture<'static, TaskStatus> {
+        let executor_id = executor.id();
+        let failed = move |kind: FailureKind, message: String| TaskStatus {
             id,
-            executor: executor.id(),
+            executor: executor_id,
             result: Err(TaskFailure { kind, message }),
             metrics: TaskMetrics::default(),
         };
         match (self, executor) {
             (Backend::Cluster(cluster), ExecutorHandle::Remote(remote)) => {
-                cluster.launch(remote, stage, id, spec).await
+                let (cluster, remote) = (cluster.clone(), remote.clone());
+                let stage = StageMessage {
+                    job: stage.job,
+                    stage: stage.stage,
+                    bytes: stage.bytes.clone(),
+                };
+                Box::pin(async move { cluster.launch(&remote, &stage, id, spec).await })
             }
             (_, ExecutorHandle::Embedded(local)) => {
                 if !local.has_stage(stage.job, stage.stage)
                     && let Err(e) = local.register_stage(&stage.bytes)
                 {
-                    return failed(FailureKind::Internal, e.to_string());
+                    let status = failed(FailureKind::Internal, e.to_string());
+                    return Box::pin(async move { status });
                 }
-                match local.run(&spec).await {
-                    Ok(status) => status,
-                    Err(e) => failed(FailureKind::Internal, e.to_string()),
+                match local.prepare(&spec) {
+                    Ok(task) => Box::pin(task.run()),
+                    Err(e) => {
+                        let status = failed(FailureKind::Internal, e.to_string());
+                        Box::pin(async move { status })
+                    }
                 }
             }
-            (Backend::Embedded(_), ExecutorHandle::Remote(_)) => failed(
-                FailureKind::Internal,
-                "remote executor in an embedded context".into(),
-            ),
+            (Backend::Embedded(_), ExecutorHandle::Remote(_)) => {
+                let status = failed(
+                    FailureKind::Internal,
+                    "remote executor in an embedded context".into(),
+                );
+                Box::pin(async move { status })
+            }
         }
     }
 
@@ -111,10 +127,11 @@ impl Backend {
     /// that already ended reports its real status).
     pub(crate) async fn kill(&self, executor: ExecutorId, tasks: Vec<TaskId>) {
         match self {
-            // MERGE-STUB
-            _ => {
-                let _ = (executor, tasks);
+            Backend::Embedded(e) if e.id() == executor => {
+                e.cancel_tasks(&tasks);
             }
+            Backend::Embedded(_) => {}
+            Backend::Cluster(c) => c.cancel_tasks(executor, tasks).await,
         }
     }
 

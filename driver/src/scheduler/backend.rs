@@ -68,15 +68,14 @@ impl TaskBackend for Backend {
         id: TaskId,
         spec: Vec<u8>,
     ) -> BoxFuture<'static, TaskStatus> {
-        Box::pin(async move {
-            let Some(handle) = Backend::executors(&self)
-                .into_iter()
-                .find(|e| e.id() == executor)
-            else {
-                return lost(id, executor, format!("{executor} is gone"));
-            };
-            Backend::launch(&self, &handle, &stage, id, spec).await
-        })
+        let Some(handle) = Backend::executors(&self)
+            .into_iter()
+            .find(|e| e.id() == executor)
+        else {
+            let status = lost(id, executor, format!("{executor} is gone"));
+            return Box::pin(async move { status });
+        };
+        Backend::launch(&self, &handle, &stage, id, spec)
     }
 
     fn kill(self: Arc<Self>, executor: ExecutorId, tasks: Vec<TaskId>) -> BoxFuture<'static, ()> {

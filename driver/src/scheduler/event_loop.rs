@@ -229,14 +229,22 @@ impl EventLoop {
         self.publish(events);
     }
 
-    /// Sends kill requests, grouped by executor.
+    /// Sends kill requests, grouped by executor, and once more a second
+    /// later: a kill can overtake its task's launch on the way to a remote
+    /// executor, which then finds nothing to kill. Killing an attempt that
+    /// has ended does nothing.
     fn kill(&self, kills: Vec<(ExecutorId, TaskId)>) {
         let mut by_executor: HashMap<ExecutorId, Vec<TaskId>> = HashMap::new();
         for (executor, task) in kills {
             by_executor.entry(executor).or_default().push(task);
         }
         for (executor, tasks) in by_executor {
-            tokio::spawn(self.deps.backend.clone().kill(executor, tasks));
+            let backend = self.deps.backend.clone();
+            tokio::spawn(async move {
+                backend.clone().kill(executor, tasks.clone()).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                backend.kill(executor, tasks).await;
+            });
         }
     }
 

@@ -99,8 +99,8 @@ impl backend::TaskBackend for Fake {
 
     fn kill(self: Arc<Self>, _executor: ExecutorId, tasks: Vec<TaskId>) -> BoxFuture<'static, ()> {
         for id in tasks {
-            self.killed.lock().unwrap().push(id);
             if self.running.lock().unwrap().contains_key(&id) {
+                self.killed.lock().unwrap().push(id);
                 self.end(
                     id,
                     Err(TaskFailure {
