@@ -12,7 +12,9 @@
 //! one message), `sql-dataset` (a Dataset queried with SQL, and the
 //! result read back as a Dataset), `cancel DIR` (a job over the files of
 //! DIR, cancelled while its last, slow task runs) or `concurrent` (`join`
-//! and `distinct` submitted from two threads at once). Results go to
+//! and `distinct` submitted from two threads at once) or
+//! `independent-sides` (a join whose two map stages can run at the same
+//! time, timed against its sides alone). Results go to
 //! stdout; the job summary to stderr.
 
 use anyhow::{Context as _, bail};
@@ -183,6 +185,35 @@ fn run() -> anyhow::Result<()> {
             out.extend(b.map_err(|_| anyhow::anyhow!("distinct thread panicked"))??);
             out
         }
+        Some("independent-sides") => {
+            // Two CPU-bound sides of one partition each, timed alone and
+            // then joined: their map stages are independent, so with two
+            // free slots the join takes about as long as one side.
+            let side = |seed: u64| {
+                ctx.parallelize(vec![seed], 1).flat_map(|seed: u64| {
+                    // About half a second of arithmetic on one core.
+                    let mut x = seed;
+                    for _ in 0..150_000_000u64 {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                    (0..100u64).map(move |k| (k, x)).collect::<Vec<_>>()
+                })
+            };
+            let timed = |f: &dyn Fn() -> anyhow::Result<usize>| -> anyhow::Result<f64> {
+                let started = std::time::Instant::now();
+                f()?;
+                Ok(started.elapsed().as_secs_f64())
+            };
+            let left = timed(&|| Ok(side(1).count()? as usize))?;
+            let right = timed(&|| Ok(side(2).count()? as usize))?;
+            let joined = timed(&|| Ok(side(1).join(&side(2)).count()? as usize))?;
+            eprintln!(
+                "independent sides: left {left:.3} s + right {right:.3} s = {:.3} s; join of both {joined:.3} s ({:.2}x of the sum)",
+                left + right,
+                joined / (left + right)
+            );
+            vec![side(1).join(&side(2)).count()?.to_string()]
+        }
         Some("sql-dataset") => {
             let sales = ctx.parallelize((0..5000u32).collect(), 5).map(|i| Sale {
                 id: i,
@@ -204,7 +235,7 @@ fn run() -> anyhow::Result<()> {
             out
         }
         other => bail!(
-            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N], big-result, sql-dataset, cancel DIR or concurrent"
+            "unknown job {other:?}: expected join, sort, distinct, count-by-key, save DIR, slow, noop [N], big-result, sql-dataset, cancel DIR, concurrent or independent-sides"
         ),
     };
     for line in lines {
