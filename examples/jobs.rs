@@ -194,7 +194,9 @@ fn run() -> anyhow::Result<()> {
                     // About half a second of arithmetic on one core.
                     let mut x = seed;
                     for _ in 0..150_000_000u64 {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
                     }
                     (0..100u64).map(move |k| (k, x)).collect::<Vec<_>>()
                 })
