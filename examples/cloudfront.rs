@@ -101,7 +101,7 @@ fn run() -> anyhow::Result<()> {
     let ctx = Context::new(&args.master)?;
     // Ctrl-C cancels the job (its tasks stop, its shuffle output is
     // deleted); a second Ctrl-C exits at once.
-    ctx.cancel_on_ctrl_c(true);
+    ctx.cancel_on_ctrl_c(true)?;
     let paths: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let range = (args.from.days_since_epoch(), args.to.days_since_epoch());
     let tallies = ctx

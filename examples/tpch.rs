@@ -54,7 +54,7 @@ fn run() -> anyhow::Result<()> {
     let ctx = Context::new(&master)?;
     // Ctrl-C cancels the job (its tasks stop, its shuffle output is
     // deleted); a second Ctrl-C exits at once.
-    ctx.cancel_on_ctrl_c(true);
+    ctx.cancel_on_ctrl_c(true)?;
     for table in riffle::tpch::TABLES {
         ctx.register_parquet(table, &format!("{}/{table}/", data.display()))?;
     }

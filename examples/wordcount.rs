@@ -75,7 +75,7 @@ fn run() -> anyhow::Result<()> {
     let ctx = Context::new(&args.master)?;
     // Ctrl-C cancels the job (its tasks stop, its shuffle output is
     // deleted); a second Ctrl-C exits at once.
-    ctx.cancel_on_ctrl_c(true);
+    ctx.cancel_on_ctrl_c(true)?;
     let paths: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let top = ctx
         .text_files(&paths)?

@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Ctrl-C cancels the running statement; the shell stays (a
             // script run exits on a second Ctrl-C).
             let interactive = execute.is_none() && file.is_none();
-            ctx.cancel_on_ctrl_c(!interactive);
+            ctx.cancel_on_ctrl_c(!interactive)?;
             match (execute, file) {
                 (Some(sql), _) => shell::run_script(&ctx, &sql, &vars, format),
                 (None, Some(path)) => {

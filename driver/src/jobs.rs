@@ -19,6 +19,19 @@ use riffle_sql::stages::SqlStage;
 use std::sync::Arc;
 
 impl Context {
+    /// Submits `spec`; the handle keeps this context alive until it is
+    /// dropped, so a job never loses its runtime or executors mid-way.
+    pub(crate) fn submit<R>(
+        &self,
+        spec: JobSpec,
+        finish: impl FnOnce(Vec<TaskOutput>) -> Result<R, DriverError> + Send + 'static,
+    ) -> JobHandle<R> {
+        self.inner
+            .scheduler()
+            .submit(spec, finish)
+            .keep_alive(self.clone())
+    }
+
     /// Submits a Dataset job computing `node` into `sink`; its handle
     /// yields one output per partition, in partition order.
     pub(crate) fn submit_job(
@@ -30,7 +43,7 @@ impl Context {
             node: node.clone(),
             sink,
         };
-        self.inner.scheduler().submit(spec, Ok)
+        self.submit(spec, Ok)
     }
 
     /// Runs a Dataset job to its end (see [`Context::submit_job`]).
@@ -52,7 +65,7 @@ impl Context {
             stages,
             output: SqlOutput::Result,
         };
-        self.inner.scheduler().submit(spec, |outputs| {
+        self.submit(spec, |outputs| {
             let mut batches = Vec::new();
             for output in outputs {
                 let bytes = crate::scheduler::result_bytes(output)?;
@@ -84,7 +97,7 @@ impl Context {
                 format,
             },
         };
-        self.inner.scheduler().submit(spec, |_| Ok(())).wait()
+        self.submit(spec, |_| Ok(())).wait()
     }
 
     /// Cancels a running job: its tasks are killed, its shuffle objects
@@ -111,43 +124,41 @@ impl Context {
     /// actions return [`DriverError::Cancelled`] and the program goes on.
     /// With `exit_on_second` (a batch program), a second Ctrl-C while the
     /// cancelled jobs wind down, or a Ctrl-C while no job runs, exits the
-    /// process at once with status 130, as a shell would.
-    pub fn cancel_on_ctrl_c(&self, exit_on_second: bool) {
+    /// process at once with status 130, as a shell would. Once called,
+    /// SIGINT no longer ends the process by default (tokio keeps its
+    /// handler installed for the life of the process).
+    pub fn cancel_on_ctrl_c(&self, exit_on_second: bool) -> Result<(), DriverError> {
+        use tokio::signal::unix::{SignalKind, signal};
         let scheduler = self.inner.scheduler().clone();
-        let mut events = scheduler.subscribe();
+        // One stream for the whole life of the handler: a press between
+        // two turns of the loop is queued, not lost.
+        let mut interrupts = {
+            let _entered = self.inner.runtime.handle().enter();
+            signal(SignalKind::interrupt())
+                .map_err(|e| DriverError::Config(format!("cannot handle Ctrl-C: {e}")))?
+        };
         self.inner.runtime.handle().spawn(async move {
-            let mut running = 0usize;
             let mut interrupted = false;
-            loop {
-                tokio::select! {
-                    signal = tokio::signal::ctrl_c() => {
-                        if signal.is_err() {
-                            return;
-                        }
-                        if exit_on_second && (interrupted || running == 0) {
-                            eprintln!("interrupted: exiting");
-                            std::process::exit(130);
-                        }
-                        if running > 0 {
-                            interrupted = true;
-                            eprintln!("interrupted: cancelling {running} running job(s){}",
-                                if exit_on_second { " (Ctrl-C again to exit at once)" } else { "" });
-                            scheduler.cancel(None);
-                        }
-                    }
-                    event = events.recv() => match event {
-                        Ok(SchedulerEvent::JobStarted { .. }) => running += 1,
-                        Ok(SchedulerEvent::JobEnded { .. }) => {
-                            running = running.saturating_sub(1);
-                            if running == 0 {
-                                interrupted = false;
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        _ => {}
-                    },
+            while interrupts.recv().await.is_some() {
+                let running = scheduler.active_jobs();
+                if exit_on_second && (interrupted || running == 0) {
+                    eprintln!("interrupted: exiting");
+                    std::process::exit(130);
                 }
+                interrupted = running > 0;
+                if interrupted {
+                    eprintln!(
+                        "interrupted: cancelling {running} running job(s){}",
+                        if exit_on_second {
+                            " (Ctrl-C again to exit at once)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                scheduler.cancel(None);
             }
         });
+        Ok(())
     }
 }

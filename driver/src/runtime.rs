@@ -18,6 +18,9 @@ impl IoRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("riffle-io")
+            // Stage planning recurses over the lineage on these threads
+            // (it ran on the caller's 8 MiB main thread before).
+            .thread_stack_size(8 << 20)
             .enable_all()
             .build()?;
         Ok(IoRuntime(Some(runtime)))

@@ -190,7 +190,7 @@ impl<T: Data> Dataset<T> {
             op: stateless(ops::text_factory::<T>, "save_as_text_file"),
             dir: url.to_string(),
         };
-        Ok(self.ctx.inner.scheduler().submit(
+        Ok(self.ctx.submit(
             crate::scheduler::JobSpec::Dataset {
                 node: self.node.clone(),
                 sink,

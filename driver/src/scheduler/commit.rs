@@ -4,12 +4,14 @@
 //! attempt its own name, so duplicates never collide); the driver renames
 //! the winner of each partition to `part-NNNNN{suffix}` and writes
 //! `_SUCCESS` (Hadoop's `FileOutputCommitter` protocol, version 1). On
-//! failure or cancellation `_temporary` is removed. Hive's `INSERT
+//! failure or cancellation the job's `_temporary/JOB` is removed; a
+//! directory another job committed to meanwhile is refused. Hive's `INSERT
 //! OVERWRITE DIRECTORY` replaces a directory's contents with one file.
 
 use crate::error::DriverError;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use riffle_planner::ids::JobId;
 use riffle_planner::task::TaskOutput;
 use riffle_shuffle::stores::ObjectStores;
 use std::sync::Arc;
@@ -20,10 +22,19 @@ use std::sync::Arc;
 pub(crate) async fn commit_files(
     stores: &ObjectStores,
     dir: &str,
+    job: JobId,
     outputs: &[TaskOutput],
     suffix: &str,
 ) -> Result<(), DriverError> {
     let (store, base) = output_store(stores, dir)?;
+    let success = base.clone().join("_SUCCESS");
+    // Another job committed here since this one checked the directory.
+    if store.head(&success).await.is_ok() {
+        abort_files(stores, dir, job).await;
+        return Err(DriverError::OutputExists {
+            dir: dir.to_string(),
+        });
+    }
     for (p, output) in outputs.iter().enumerate() {
         let TaskOutput::Written { path } = output else {
             return Err(DriverError::Internal(
@@ -39,32 +50,33 @@ pub(crate) async fn commit_files(
             .await
             .map_err(|e| storage(path, e))?;
     }
-    let success = base.clone().join("_SUCCESS");
     store
         .put(&success, PutPayload::default())
         .await
         .map_err(|e| storage(dir, e))?;
-    abort_files(stores, dir).await;
+    abort_files(stores, dir, job).await;
     Ok(())
 }
 
-/// Removes every uncommitted file under `dir/_temporary` (best effort).
-pub(crate) async fn abort_files(stores: &ObjectStores, dir: &str) {
+/// Removes `job`'s uncommitted files under `dir/_temporary/JOB` (best
+/// effort); other jobs writing the same directory keep theirs.
+pub(crate) async fn abort_files(stores: &ObjectStores, dir: &str, job: JobId) {
     let Ok((store, base)) = output_store(stores, dir) else {
         return;
     };
-    let temp = base.join("_temporary");
+    let temp = base.join("_temporary").join(job.to_string());
     let listed: Vec<_> = store.list(Some(&temp)).collect().await;
     for meta in listed.into_iter().flatten() {
         let _ = store.delete(&meta.location).await;
     }
     // The local store leaves empty directories behind; remove them so no
-    // trace of the attempt stays visible.
+    // trace of the attempt stays visible (`_temporary` only once empty).
     if let Ok(url) = url::Url::parse(dir)
         && url.scheme() == "file"
         && let Ok(path) = url.to_file_path()
     {
-        let _ = std::fs::remove_dir_all(path.join("_temporary"));
+        let _ = std::fs::remove_dir_all(path.join("_temporary").join(job.to_string()));
+        let _ = std::fs::remove_dir(path.join("_temporary"));
     }
 }
 

@@ -9,7 +9,7 @@
 //! tokio tasks of their own and report back as commands, so the loop never
 //! waits on an executor or a store.
 
-use super::backend::TaskBackend;
+use super::backend::{TaskBackend, lost};
 use super::commit::{abort_files, commit_files};
 use super::events::{JobOutcome, SchedulerEvent, SummaryListener};
 use super::graph::JobOutput;
@@ -20,9 +20,15 @@ use riffle_planner::task::{TaskOutput, TaskStatus};
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
+
+/// How long an aborting job waits for its killed tasks to report before
+/// it ends without them.
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// How slots are shared between jobs running at the same time (Spark's
 /// `spark.scheduler.mode`).
@@ -98,6 +104,8 @@ pub(crate) struct EventLoop {
     starved_since: Option<Instant>,
     listener: SummaryListener,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Jobs submitted and not yet finished, for the Ctrl-C handler.
+    active: Arc<AtomicUsize>,
 }
 
 impl EventLoop {
@@ -106,6 +114,7 @@ impl EventLoop {
         tx: mpsc::UnboundedSender<Command>,
         listener: SummaryListener,
         events: broadcast::Sender<SchedulerEvent>,
+        active: Arc<AtomicUsize>,
     ) -> EventLoop {
         EventLoop {
             deps,
@@ -116,13 +125,17 @@ impl EventLoop {
             starved_since: None,
             listener,
             events,
+            active,
         }
     }
 
-    /// Runs until every sender of commands is gone.
+    /// Runs for the life of the runtime it was spawned on (the loop keeps
+    /// a sender of its own, for the tasks it spawns).
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut changes = self.deps.backend.subscribe();
         self.refresh_executors();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .starved_since
@@ -138,6 +151,7 @@ impl EventLoop {
                 }
                 _ = membership_changed(&mut changes) => self.refresh_executors(),
                 _ = sleep_until(deadline) => self.starved(),
+                _ = tick.tick() => self.abandon_unkilled(),
             }
             self.offer_slots();
             self.finish_done_jobs();
@@ -158,6 +172,7 @@ impl EventLoop {
         match command {
             Command::Submit(job) => {
                 let mut job = *job;
+                self.active.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = %job.id, stages = job.graph.stages.len(), "job started");
                 events.push(SchedulerEvent::JobStarted {
                     job: job.id,
@@ -218,6 +233,7 @@ impl EventLoop {
                     elapsed: started.elapsed(),
                     outcome,
                 });
+                self.active.fetch_sub(1, Ordering::Relaxed);
                 self.publish(events);
                 if let Some(reply) = reply {
                     // The caller may have dropped its handle: fine.
@@ -321,8 +337,15 @@ impl EventLoop {
                         launch.spec,
                     );
                     let tx = self.tx.clone();
+                    let id = launch.id;
                     tokio::spawn(async move {
-                        let status = run.await;
+                        // A panicking launch must still report, or its slot
+                        // and its job's count of tasks in flight would leak.
+                        let status = futures::FutureExt::catch_unwind(AssertUnwindSafe(run))
+                            .await
+                            .unwrap_or_else(|_| {
+                                lost(id, executor, format!("launching {id} panicked"))
+                            });
                         let _ = tx.send(Command::TaskEnded {
                             executor,
                             status,
@@ -372,12 +395,14 @@ impl EventLoop {
                 if let JobOutput::Files { dir, suffix } = &output {
                     match &result {
                         Ok(outputs) => {
-                            if let Err(e) = commit_files(&deps.stores, dir, outputs, suffix).await {
+                            if let Err(e) =
+                                commit_files(&deps.stores, dir, id, outputs, suffix).await
+                            {
                                 outcome = JobOutcome::Failed(e.to_string());
                                 result = Err(e);
                             }
                         }
-                        Err(_) => abort_files(&deps.stores, dir).await,
+                        Err(_) => abort_files(&deps.stores, dir, id).await,
                     }
                 }
                 if let Err(e) = deps.shuffle.delete_outputs(&paths).await {
@@ -392,6 +417,21 @@ impl EventLoop {
                     reply,
                 });
             });
+        }
+    }
+
+    /// Ends aborting jobs whose killed tasks have not answered within
+    /// [`KILL_GRACE`].
+    fn abandon_unkilled(&mut self) {
+        for job in self.jobs.values_mut() {
+            if job.in_flight > 0
+                && job
+                    .aborting_since()
+                    .is_some_and(|t| t.elapsed() > KILL_GRACE)
+            {
+                let n = job.abandon_in_flight();
+                tracing::warn!(job = %job.id, tasks = n, "killed tasks did not stop in time; ending the job without them");
+            }
         }
     }
 
@@ -413,6 +453,8 @@ impl EventLoop {
     /// tasks waiting, saying how to start an executor.
     fn starved(&mut self) {
         self.starved_since = None;
+        // A registration may be waiting in the same `select!` round.
+        self.refresh_executors();
         if !self.executors.values().all(|slots| *slots == 0) {
             return;
         }

@@ -52,6 +52,8 @@ pub(crate) struct ActiveJob {
     failure: Option<DriverError>,
     /// Whether the abort is a cancellation.
     pub(crate) cancelled: bool,
+    /// When the abort began.
+    aborted_at: Option<Instant>,
     pub(crate) started: Instant,
     pub(crate) reply: Option<Reply>,
 }
@@ -74,6 +76,7 @@ impl ActiveJob {
             in_flight: 0,
             failure: None,
             cancelled: false,
+            aborted_at: None,
             started: Instant::now(),
             reply: Some(reply),
         }
@@ -123,10 +126,16 @@ impl ActiveJob {
             }
             for i in ready {
                 let node = &self.graph.stages[i];
-                let (spec, plans) = plan_stage(self.id, node, &self.tracker, &self.samples)?;
+                // Planning runs user code (a range writer sorts the user's
+                // keys): a panic fails this job, never the event loop.
+                let planned = catch_panic(node.id, || {
+                    let (spec, plans) = plan_stage(self.id, node, &self.tracker, &self.samples)?;
+                    Ok((stage_message(&spec)?, plans))
+                })?;
+                let (message, plans) = planned;
                 let (stage, name) = (node.id, node.name.clone());
                 let run = &mut self.stages[i];
-                run.message = Some(stage_message(&spec)?);
+                run.message = Some(message);
                 run.state = StageState::Running;
                 run.submitted = Some(Instant::now());
                 events.push(SchedulerEvent::StageSubmitted {
@@ -178,11 +187,13 @@ impl ActiveJob {
             partition,
             attempt,
         };
-        let spec = encode(&TaskSpec {
-            id,
-            plan: plan.clone(),
-        })
-        .map_err(|e| DriverError::Plan(e.to_string()))?;
+        let spec = catch_panic(stage, || {
+            encode(&TaskSpec {
+                id,
+                plan: plan.clone(),
+            })
+            .map_err(|e| DriverError::Plan(e.to_string()))
+        })?;
         if let Some(s) = writes {
             self.tracker.register_attempt(
                 shuffle
@@ -199,7 +210,8 @@ impl ActiveJob {
     }
 
     /// Applies a task's status. Statuses of attempts that are not current
-    /// (superseded, or of an aborted stage) only free their slot. Returns
+    /// (superseded, or of an aborted stage) change nothing but the count
+    /// of tasks in flight (the loop frees their slot). Returns
     /// the error that must abort the job, if any.
     pub(crate) fn task_ended(
         &mut self,
@@ -210,9 +222,7 @@ impl ActiveJob {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = status.id;
         let i = id.stage.0 as usize;
-        let Some(tasks) = self.stages.get_mut(i).and_then(|s| s.tasks.as_mut()) else {
-            return None;
-        };
+        let tasks = self.stages.get_mut(i).and_then(|s| s.tasks.as_mut())?;
         if !tasks.is_current(&id) {
             tracing::debug!(task = %id, "status of a stale attempt ignored");
             return None;
@@ -306,6 +316,7 @@ impl ActiveJob {
         }
         let message = error.to_string();
         self.failure = Some(error);
+        self.aborted_at = Some(Instant::now());
         let mut kills = Vec::new();
         for (i, run) in self.stages.iter_mut().enumerate() {
             let stage = StageId(i as u32);
@@ -344,6 +355,19 @@ impl ActiveJob {
             .map(|i| StageId(i as u32))
     }
 
+    /// When the job started aborting (for the kill deadline).
+    pub(crate) fn aborting_since(&self) -> Option<Instant> {
+        self.aborted_at
+    }
+
+    /// Gives up on launched tasks that never answered their kill (a task
+    /// stuck in one call of user code, or a launch that overtook both
+    /// kills): the job ends without them. Their executors may still write
+    /// attempt-scoped objects, which cleanup cannot see.
+    pub(crate) fn abandon_in_flight(&mut self) -> usize {
+        std::mem::take(&mut self.in_flight)
+    }
+
     /// Running tasks of this job.
     pub(crate) fn running_tasks(&self) -> usize {
         self.stages
@@ -352,4 +376,18 @@ impl ActiveJob {
             .map(TaskSet::running)
             .sum()
     }
+}
+
+/// Runs planning code that may call user code, turning a panic into a
+/// plan error naming the stage.
+fn catch_panic<R>(
+    stage: StageId,
+    f: impl FnOnce() -> Result<R, DriverError>,
+) -> Result<R, DriverError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(DriverError::Plan(format!(
+            "planning {stage} panicked: {}",
+            riffle_executor::runner::panic_message(&*panic)
+        )))
+    })
 }

@@ -45,7 +45,7 @@ use riffle_planner::ids::JobId;
 use riffle_planner::task::TaskOutput;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskCx, Poll};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -56,6 +56,8 @@ pub(crate) struct Scheduler {
     tx: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<SchedulerEvent>,
     next_job: Arc<AtomicU32>,
+    /// Jobs submitted and not yet finished (kept by the loop).
+    active: Arc<AtomicUsize>,
 }
 
 impl Scheduler {
@@ -68,17 +70,20 @@ impl Scheduler {
     ) -> Scheduler {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let active = Arc::new(AtomicUsize::new(0));
         let event_loop = EventLoop::new(
             Arc::new(deps),
             tx.clone(),
             SummaryListener::new(last_job),
             events.clone(),
+            active.clone(),
         );
         runtime.spawn(event_loop.run(rx));
         Scheduler {
             tx,
             events,
             next_job: Arc::new(AtomicU32::new(0)),
+            active,
         }
     }
 
@@ -107,12 +112,18 @@ impl Scheduler {
             scheduler: self.clone(),
             state,
             finish: Some(Box::new(finish)),
+            keep_alive: None,
         }
     }
 
     /// Cancels one job, or every active job (`None`).
     pub(crate) fn cancel(&self, job: Option<JobId>) {
         let _ = self.tx.send(Command::Cancel(job));
+    }
+
+    /// Jobs submitted and not yet finished.
+    pub(crate) fn active_jobs(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// A new receiver of every event published from now on.
@@ -143,9 +154,18 @@ pub struct JobHandle<R> {
     scheduler: Scheduler,
     state: HandleState,
     finish: Option<Finish<R>>,
+    /// Keeps the context (its runtime, executors and stores) alive while
+    /// the job may still run, even if the caller drops its `Context`.
+    keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<R> JobHandle<R> {
+    /// Keeps `owner` (the context) alive as long as the handle.
+    pub(crate) fn keep_alive(mut self, owner: impl std::any::Any + Send + Sync) -> Self {
+        self.keep_alive = Some(Box::new(owner));
+        self
+    }
+
     /// The job's id (as in events, logs and `Context::cancel_job`).
     pub fn id(&self) -> JobId {
         self.job
@@ -153,8 +173,9 @@ impl<R> JobHandle<R> {
 
     /// Asks the scheduler to cancel the job: its running tasks are killed,
     /// its shuffle objects and uncommitted files deleted, and the handle
-    /// resolves to [`DriverError::Cancelled`]. Cancelling a job that has
-    /// ended does nothing.
+    /// resolves to [`DriverError::Cancelled`]. Cancelling a job whose
+    /// tasks have all finished (it may still be committing) does nothing:
+    /// the handle resolves to its result.
     pub fn cancel(&self) {
         self.scheduler.cancel(Some(self.job));
     }
