@@ -332,15 +332,17 @@ fn local_cluster_children_stop_with_the_driver() {
     assert_eq!(children.len(), 2, "{children:?}");
     let _ = procs.0[0].kill();
     let _ = procs.0[0].wait();
+    wait_until_gone(&children, "executor processes outlived their driver");
+}
+
+/// Waits up to 10 s for every process of `pids` to exit (or be a zombie).
+pub(crate) fn wait_until_gone(pids: &[u32], what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while children
+    while pids
         .iter()
         .any(|c| std::path::Path::new(&format!("/proc/{c}")).exists() && !is_zombie(*c))
     {
-        assert!(
-            Instant::now() < deadline,
-            "executor processes outlived their driver"
-        );
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -361,7 +363,7 @@ pub(crate) fn child_pids(parent: u32) -> Vec<u32> {
     out
 }
 
-pub(crate) fn is_zombie(pid: u32) -> bool {
+fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')

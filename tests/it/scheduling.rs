@@ -2,7 +2,7 @@
 //! job on real executor processes, Ctrl-C, and actions called from inside
 //! a tokio runtime.
 
-use crate::cluster::{child_pids, is_zombie};
+use crate::cluster::{child_pids, wait_until_gone};
 use crate::examples::example;
 use riffle::prelude::*;
 use std::io::{BufRead, BufReader};

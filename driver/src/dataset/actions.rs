@@ -171,12 +171,7 @@ impl<T: Data> Dataset<T> {
     where
         T: std::fmt::Display,
     {
-        let url = self.ctx.empty_output_dir(dir)?;
-        let sink = FinalSink::SaveText {
-            op: stateless(ops::text_factory::<T>, "save_as_text_file"),
-            dir: url.to_string(),
-        };
-        self.ctx.run_job(&self.node, sink).map(|_| ())
+        self.save_as_text_file_async(dir)?.wait()
     }
 
     /// Like [`Dataset::save_as_text_file`], submitted in the background;
