@@ -120,17 +120,7 @@ fn a_job_cancelled_mid_stage_on_local_cluster_stops_at_once_and_leaves_nothing()
         .filter(|p| p.is_file())
         .collect();
     assert!(left.is_empty(), "shuffle objects left behind: {left:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while executors
-        .iter()
-        .any(|c| std::path::Path::new(&format!("/proc/{c}")).exists() && !is_zombie(*c))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "executor processes outlived the job"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_gone(&executors, "executor processes outlived the job");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
