@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of this tree against an earlier commit (default
-# HEAD~1... pass the commit the change started from), in one run on the same
-# machine, so that noise hits both: the Dataset examples on local[2] and
+# Side-by-side benchmark of this tree against an earlier commit BASE_REV
+# (the commit a change started from), in one run on the same machine, so
+# that noise hits both: the Dataset examples on local[2] and
 # local-cluster[2,1], scheduling throughput of no-op tasks, and the TPC-H
 # totals at scale factor SF. Each figure is the best of REPEAT runs; the
 # last column is this tree / baseline (issue 8: within 5%, throughput no
@@ -24,12 +24,21 @@ if [ ! -d "$base/.git" ] && [ ! -f "$base/.git" ]; then
 else
   git -C "$base" checkout -q --detach "$base_rev"
 fi
-for tree in "$base" .; do
-  (cd "$tree" && CARGO_TARGET_DIR="$(realpath "$target")/compare-$( [ "$tree" = . ] && echo new || echo base )" \
+# One target directory for both builds (dependencies compile once); each
+# build's binaries are copied out before the other overwrites them.
+build_dir="$(realpath -m "$target")/compare"
+for side in base new; do
+  tree=.; [ "$side" = base ] && tree=$base
+  (cd "$tree" && CARGO_TARGET_DIR="$build_dir" \
     cargo build --release -q --bin riffle --example wordcount --example cloudfront --example jobs --example tpch -p riffle)
+  mkdir -p "$target/compare-bin/$side/examples"
+  cp "$build_dir/release/riffle" "$target/compare-bin/$side/"
+  for ex in wordcount cloudfront jobs tpch; do
+    cp "$build_dir/release/examples/$ex" "$target/compare-bin/$side/examples/"
+  done
 done
-new=$target/compare-new/release
-old=$target/compare-base/release
+new=$target/compare-bin/new
+old=$target/compare-bin/base
 
 data="$target/bench-data/cloudfront-$lines"
 if [ ! -f "$data/.complete" ]; then
