@@ -25,11 +25,18 @@ else
   git -C "$base" checkout -q --detach "$base_rev"
 fi
 # One target directory for both builds (dependencies compile once); each
-# build's binaries are copied out before the other overwrites them.
+# build's binaries are copied out before the other overwrites them. Cargo
+# names the workspace's own crates by their path inside the workspace, so
+# the two trees' crates collide there: clean them before each build.
+# COMPARE_REUSE_BASE=1 keeps baseline binaries built by an earlier run.
 build_dir="$(realpath -m "$target")/compare"
 for side in base new; do
   tree=.; [ "$side" = base ] && tree=$base
-  (cd "$tree" && CARGO_TARGET_DIR="$build_dir" \
+  if [ "$side" = base ] && [ -n "${COMPARE_REUSE_BASE:-}" ] && [ -x "$target/compare-bin/base/riffle" ]; then
+    continue
+  fi
+  (cd "$tree" && export CARGO_TARGET_DIR="$build_dir" &&
+    cargo clean -q --release -p riffle-planner -p riffle-shuffle -p riffle-sql -p riffle-executor -p riffle-driver -p riffle &&
     cargo build --release -q --bin riffle --example wordcount --example cloudfront --example jobs --example tpch -p riffle)
   mkdir -p "$target/compare-bin/$side/examples"
   cp "$build_dir/release/riffle" "$target/compare-bin/$side/"
