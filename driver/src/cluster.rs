@@ -100,6 +100,14 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The executor `id`, if it is registered now.
+    pub(crate) fn executor(&self, id: ExecutorId) -> Option<Arc<RemoteExecutor>> {
+        self.members
+            .lock()
+            .ok()
+            .and_then(|m| m.executors.get(&id).cloned())
+    }
+
     /// A receiver that sees every membership change.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

@@ -61,6 +61,14 @@ impl Backend {
         }
     }
 
+    /// The executor `id`, if it is registered now.
+    pub(crate) fn executor(&self, id: ExecutorId) -> Option<ExecutorHandle> {
+        match self {
+            Backend::Embedded(e) => (e.id() == id).then(|| ExecutorHandle::Embedded(e.clone())),
+            Backend::Cluster(c) => c.executor(id).map(ExecutorHandle::Remote),
+        }
+    }
+
     /// A receiver of membership changes (none for the embedded backend,
     /// whose membership never changes).
     pub(crate) fn subscribe(&self) -> Option<watch::Receiver<u64>> {

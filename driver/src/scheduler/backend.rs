@@ -68,10 +68,7 @@ impl TaskBackend for Backend {
         id: TaskId,
         spec: Vec<u8>,
     ) -> BoxFuture<'static, TaskStatus> {
-        let Some(handle) = Backend::executors(&self)
-            .into_iter()
-            .find(|e| e.id() == executor)
-        else {
+        let Some(handle) = Backend::executor(&self, executor) else {
             let status = lost(id, executor, format!("{executor} is gone"));
             return Box::pin(async move { status });
         };

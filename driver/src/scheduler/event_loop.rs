@@ -153,6 +153,14 @@ impl EventLoop {
                 _ = sleep_until(deadline) => self.starved(),
                 _ = tick.tick() => self.abandon_unkilled(),
             }
+            // Membership may have changed while another branch ran: a
+            // launch on a departed executor would cost its task an attempt.
+            if let Some(rx) = changes.as_mut()
+                && rx.has_changed().unwrap_or(false)
+            {
+                rx.borrow_and_update();
+                self.refresh_executors();
+            }
             self.offer_slots();
             self.finish_done_jobs();
             self.watch_starvation();
@@ -302,9 +310,6 @@ impl EventLoop {
         if !self.jobs.values().any(ActiveJob::has_pending) {
             return;
         }
-        // Membership may have changed since the last watch wake-up; a
-        // launch on a departed executor would cost the task an attempt.
-        self.refresh_executors();
         loop {
             let Some(executor) = self
                 .executors
