@@ -32,27 +32,19 @@ impl Context {
             .keep_alive(self.clone())
     }
 
-    /// Submits a Dataset job computing `node` into `sink`; its handle
-    /// yields one output per partition, in partition order.
-    pub(crate) fn submit_job(
+    /// Submits a Dataset job computing `node` into `sink`; `finish` gets
+    /// one output per partition, in partition order.
+    pub(crate) fn submit_dataset<R>(
         &self,
         node: &Arc<Node>,
         sink: FinalSink,
-    ) -> JobHandle<Vec<TaskOutput>> {
+        finish: impl FnOnce(Vec<TaskOutput>) -> Result<R, DriverError> + Send + 'static,
+    ) -> JobHandle<R> {
         let spec = JobSpec::Dataset {
             node: node.clone(),
             sink,
         };
-        self.submit(spec, Ok)
-    }
-
-    /// Runs a Dataset job to its end (see [`Context::submit_job`]).
-    pub(crate) fn run_job(
-        &self,
-        node: &Arc<Node>,
-        sink: FinalSink,
-    ) -> Result<Vec<TaskOutput>, DriverError> {
-        self.submit_job(node, sink).wait()
+        self.submit(spec, finish)
     }
 
     /// Submits the stages of a distributed SQL plan; the handle yields the

@@ -12,11 +12,7 @@ impl<T: Data> Dataset<T> {
     /// Runs a job whose result stage ends in `op`; decodes each partition's
     /// result as an `R`, in partition order.
     fn run_result<R: Data>(&self, op: FnRef) -> Result<Vec<R>, DriverError> {
-        self.ctx
-            .run_job(&self.node, FinalSink::Result(op))?
-            .into_iter()
-            .map(decode_result)
-            .collect()
+        self.submit_result::<R, _>(op, |parts| parts).wait()
     }
 
     /// Submits a job whose result stage ends in `op`; the handle yields
@@ -26,19 +22,14 @@ impl<T: Data> Dataset<T> {
         op: FnRef,
         combine: fn(Vec<R>) -> O,
     ) -> JobHandle<O> {
-        self.ctx.inner.scheduler().submit(
-            crate::scheduler::JobSpec::Dataset {
-                node: self.node.clone(),
-                sink: FinalSink::Result(op),
-            },
-            move |outputs| {
+        self.ctx
+            .submit_dataset(&self.node, FinalSink::Result(op), move |outputs| {
                 outputs
                     .into_iter()
                     .map(decode_result)
                     .collect::<Result<Vec<R>, _>>()
                     .map(combine)
-            },
-        )
+            })
     }
 
     /// Like [`Dataset::collect`], submitted in the background: the handle
@@ -62,24 +53,12 @@ impl<T: Data> Dataset<T> {
 
     /// All elements, in partition order.
     pub fn collect(&self) -> Result<Vec<T>, DriverError> {
-        let op = FnRef::new(
-            ops::collect_factory::<T>,
-            encode_state(&None::<u64>).map_err(plan)?,
-            "collect",
-        );
-        Ok(self
-            .run_result::<Vec<T>>(op)?
-            .into_iter()
-            .flatten()
-            .collect())
+        self.collect_async()?.wait()
     }
 
     /// The number of elements.
     pub fn count(&self) -> Result<u64, DriverError> {
-        Ok(self
-            .run_result::<u64>(stateless(ops::count_factory::<T>, "count"))?
-            .into_iter()
-            .sum())
+        self.count_async().wait()
     }
 
     /// The first `n` elements, in partition order.
@@ -185,13 +164,7 @@ impl<T: Data> Dataset<T> {
             op: stateless(ops::text_factory::<T>, "save_as_text_file"),
             dir: url.to_string(),
         };
-        Ok(self.ctx.submit(
-            crate::scheduler::JobSpec::Dataset {
-                node: self.node.clone(),
-                sink,
-            },
-            |_| Ok(()),
-        ))
+        Ok(self.ctx.submit_dataset(&self.node, sink, |_| Ok(())))
     }
 }
 

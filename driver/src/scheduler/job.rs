@@ -243,8 +243,10 @@ impl ActiveJob {
                     );
                 }
                 tasks.succeeded(&id, output);
-                self.complete_if_done(id.stage, events);
-                if let Err(e) = self.submit_ready(max_attempts, events) {
+                // Only a stage becoming available can make others ready.
+                if self.complete_if_done(id.stage, events)
+                    && let Err(e) = self.submit_ready(max_attempts, events)
+                {
                     return Some(e);
                 }
                 None
@@ -269,12 +271,13 @@ impl ActiveJob {
     }
 
     /// Marks a stage available once every task succeeded, keeping what
-    /// its children need (samples) or what the caller gets (the result).
-    fn complete_if_done(&mut self, stage: StageId, events: &mut Vec<SchedulerEvent>) {
+    /// its children need (samples) or what the caller gets (the result);
+    /// returns whether it did.
+    fn complete_if_done(&mut self, stage: StageId, events: &mut Vec<SchedulerEvent>) -> bool {
         let i = stage.0 as usize;
         let run = &mut self.stages[i];
         let Some(outputs) = run.tasks.as_mut().and_then(TaskSet::take_outputs) else {
-            return;
+            return false;
         };
         run.state = StageState::Available;
         run.tasks = None;
@@ -302,6 +305,7 @@ impl ActiveJob {
                 .collect();
             self.samples.insert(stage, bytes);
         }
+        true
     }
 
     /// Starts aborting with `error` (the first error wins): drops pending
