@@ -57,7 +57,7 @@ pub fn init_logging() {
 
 pub use riffle_driver::{
     Config, Context, ContextBuilder, Data, Dataset, DriverError, JobHandle, JobOutcome, JobSummary,
-    Master, SchedulerEvent, SchedulingMode, StatementOutput,
+    Master, SchedulerEvent, SchedulingMode, Speculation, StatementOutput,
 };
 pub use riffle_sql as sql;
 /// Arrow, as used by Riffle's SQL results.

@@ -18,7 +18,7 @@ use riffle_executor::rpc::{Auth, ClientAuth};
 use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
 use riffle_planner::proto::convert::status_from_proto;
 use riffle_planner::proto::{PROTOCOL_VERSION, v1};
-use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskStatus};
+use riffle_planner::task::TaskStatus;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ pub(crate) struct RemoteExecutor {
     pub(crate) cores: usize,
     client: ExecutorClient,
     /// Stages already sent to this executor.
-    sent_stages: Mutex<HashSet<(JobId, StageId)>>,
+    sent_stages: Mutex<HashSet<(JobId, StageId, u32)>>,
     /// Tasks waiting for the sender loop.
     queue: mpsc::UnboundedSender<Launch>,
     last_heartbeat: Mutex<Instant>,
@@ -145,15 +145,7 @@ impl Cluster {
         id: TaskId,
         spec: Vec<u8>,
     ) -> TaskStatus {
-        let lost = |message: String| TaskStatus {
-            id,
-            executor: executor.id,
-            result: Err(TaskFailure {
-                kind: FailureKind::Retryable,
-                message,
-            }),
-            metrics: TaskMetrics::default(),
-        };
+        let lost = |message: String| crate::scheduler::backend::lost(id, executor.id, message);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(
@@ -167,7 +159,7 @@ impl Cluster {
         let first_time = executor
             .sent_stages
             .lock()
-            .is_ok_and(|mut sent| sent.insert((stage.job, stage.stage)));
+            .is_ok_and(|mut sent| sent.insert((stage.job, stage.stage, stage.attempt)));
         let launch = Launch {
             stage: first_time.then(|| v1::StageDefinition {
                 job: stage.job.0,
@@ -218,7 +210,7 @@ impl Cluster {
     pub(crate) async fn remove_job(&self, job: JobId) {
         let calls = self.executors().into_iter().map(|e| async move {
             if let Ok(mut sent) = e.sent_stages.lock() {
-                sent.retain(|(j, _)| *j != job);
+                sent.retain(|(j, _, _)| *j != job);
             }
             let mut client = e.client.clone();
             let _ = tokio::time::timeout(

@@ -7,7 +7,7 @@ use crate::error::DriverError;
 use crate::executors::Backend;
 use crate::launch::{Children, Master, random_secret, serve, wait_for_executors};
 use crate::runtime::IoRuntime;
-use crate::scheduler::{Scheduler, SchedulingMode};
+use crate::scheduler::{Scheduler, SchedulingMode, Speculation};
 use riffle_executor::Executor;
 use riffle_executor::rpc::{Auth, check_bind};
 use riffle_planner::function::FnRef;
@@ -28,8 +28,17 @@ pub struct Config {
     pub master: String,
     /// Largest byte range of a plain text file read by one task.
     pub split_size: u64,
-    /// Attempts per task before the job fails.
+    /// Attempts per task before the job fails (failures the task cannot
+    /// have caused, such as a lost executor, do not count).
     pub max_attempts: u32,
+    /// Attempts per stage, counting resubmissions after fetch failures,
+    /// before the job fails (`RIFFLE_MAX_STAGE_ATTEMPTS`; Spark's
+    /// `spark.stage.maxConsecutiveAttempts`).
+    pub max_stage_attempts: u32,
+    /// Speculative execution of stragglers, off by default
+    /// (`RIFFLE_SPECULATION=1`, `RIFFLE_SPECULATION_MULTIPLIER`,
+    /// `RIFFLE_SPECULATION_QUANTILE`).
+    pub speculation: Option<Speculation>,
     /// Shuffle store URL; `None` for a fresh temporary local directory.
     pub shuffle_store: Option<String>,
     /// Shuffle compression, `lz4` or `none`; `None` for the store's default
@@ -59,6 +68,8 @@ impl Default for Config {
             master: "local".into(),
             split_size: 64 << 20,
             max_attempts: 4,
+            max_stage_attempts: 4,
+            speculation: None,
             shuffle_store: None,
             shuffle_compression: None,
             min_executors: 1,
@@ -77,7 +88,12 @@ impl Config {
     /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SHUFFLE_COMPRESSION`,
     /// `RIFFLE_SECRET`,
     /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
-    /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`.
+    /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`,
+    /// `RIFFLE_MAX_STAGE_ATTEMPTS`, `RIFFLE_SPECULATION` (`1`/`0`),
+    /// `RIFFLE_SPECULATION_MULTIPLIER`, `RIFFLE_SPECULATION_QUANTILE`. It
+    /// also checks `RIFFLE_FAILPOINTS` (see
+    /// [`riffle_planner::failpoints`]), so a misspelt failpoint fails here
+    /// instead of injecting nothing.
     pub fn from_env() -> Result<Config, DriverError> {
         let mut config = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -107,8 +123,56 @@ impl Config {
                 .parse()
                 .map_err(|e| DriverError::Config(format!("RIFFLE_SCHEDULER_MODE: {e}")))?;
         }
+        if let Some(v) = var("RIFFLE_MAX_STAGE_ATTEMPTS") {
+            config.max_stage_attempts = number("RIFFLE_MAX_STAGE_ATTEMPTS", v)?.max(1) as u32;
+        }
+        config.speculation = speculation_from_env(&var)?;
+        riffle_planner::failpoints::check_env().map_err(DriverError::Config)?;
         Ok(config)
     }
+}
+
+/// Speculation settings from `RIFFLE_SPECULATION*`; errors name the
+/// variable and the value.
+fn speculation_from_env(
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Speculation>, DriverError> {
+    let on = match var("RIFFLE_SPECULATION").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if matches!(v.as_str(), "1" | "true" | "on" | "yes") => true,
+        Some(v) if matches!(v.as_str(), "0" | "false" | "off" | "no") => false,
+        Some(v) => {
+            return Err(DriverError::Config(format!(
+                "RIFFLE_SPECULATION={v:?}: expected 1 or 0"
+            )));
+        }
+    };
+    let mut spec = Speculation::default();
+    let float = |name: &str, valid: &dyn Fn(f64) -> bool, range: &str| {
+        var(name)
+            .map(|v| match v.parse::<f64>() {
+                Ok(x) if valid(x) => Ok(x),
+                _ => Err(DriverError::Config(format!(
+                    "{name}={v:?}: expected a number {range}"
+                ))),
+            })
+            .transpose()
+    };
+    if let Some(m) = float(
+        "RIFFLE_SPECULATION_MULTIPLIER",
+        &|x| x >= 1.0 && x.is_finite(),
+        "of at least 1",
+    )? {
+        spec.multiplier = m;
+    }
+    if let Some(q) = float(
+        "RIFFLE_SPECULATION_QUANTILE",
+        &|x| (0.0..=1.0).contains(&x),
+        "from 0 to 1",
+    )? {
+        spec.quantile = q;
+    }
+    Ok(on.then_some(spec))
 }
 
 /// Builds a [`Context`], starting from [`Config::from_env`].
@@ -187,6 +251,23 @@ impl ContextBuilder {
         self.set(|c| c.max_attempts = attempts.max(1))
     }
 
+    /// Sets the attempts per stage (resubmissions after fetch failures).
+    pub fn max_stage_attempts(self, attempts: u32) -> Self {
+        self.set(|c| c.max_stage_attempts = attempts.max(1))
+    }
+
+    /// Turns speculative execution on (with Spark's defaults: a task 1.5
+    /// times slower than the median, once 75% of its stage attempt has
+    /// finished) or off.
+    pub fn speculation(self, on: bool) -> Self {
+        self.set(|c| c.speculation = on.then(Speculation::default))
+    }
+
+    /// Turns speculative execution on with these settings.
+    pub fn speculation_with(self, settings: Speculation) -> Self {
+        self.set(|c| c.speculation = Some(settings))
+    }
+
     /// Sets the shuffle store URL (`file:///dir`, `memory:///`).
     pub fn shuffle_store(self, url: impl Into<String>) -> Self {
         let url = url.into();
@@ -239,6 +320,19 @@ pub struct JobSummary {
     pub stages: usize,
     /// Task attempts run (including retries).
     pub tasks: usize,
+    /// Task attempts that failed (and were retried, or failed the job).
+    pub failed_tasks: usize,
+    /// Task attempts killed (losing speculative copies, attempts of a
+    /// stage attempt that ended, a cancelled job's tasks).
+    pub killed_tasks: usize,
+    /// Task attempts launched by stage attempts after the first: map
+    /// outputs recomputed from lineage after a fetch failure, and the
+    /// reads rerun after them.
+    pub recomputed_tasks: usize,
+    /// Speculative copies launched.
+    pub speculative_tasks: usize,
+    /// Stage attempts after the first (resubmissions).
+    pub resubmitted_stages: usize,
     /// Records read by sources.
     pub records_read: u64,
     /// Bytes read from files and shuffle.
@@ -266,6 +360,19 @@ impl std::fmt::Display for JobSummary {
             self.task_time.as_secs_f64(),
             self.tasks_per_executor.len()
         )?;
+        if self.failed_tasks + self.killed_tasks + self.speculative_tasks + self.recomputed_tasks
+            > 0
+        {
+            writeln!(
+                f,
+                "faults: {} tasks failed, {} killed, {} speculative, {} recomputed in {} resubmitted stage attempts",
+                self.failed_tasks,
+                self.killed_tasks,
+                self.speculative_tasks,
+                self.recomputed_tasks,
+                self.resubmitted_stages
+            )?;
+        }
         writeln!(
             f,
             "{:>9} {:>6} {:>9} {:>10} {:>12} {:>12} {:>12} {:>12}",
@@ -674,7 +781,11 @@ impl ContextInner {
                 backend: self.backend.clone(),
                 shuffle: self.shuffle.clone(),
                 stores: self.stores.clone(),
-                max_attempts: self.config.max_attempts,
+                policy: crate::scheduler::Policy {
+                    max_task_failures: self.config.max_attempts,
+                    max_stage_attempts: self.config.max_stage_attempts,
+                    speculation: self.config.speculation,
+                },
                 executor_wait: self.config.executor_wait,
                 mode: self.config.scheduling_mode,
                 driver_url: self.driver_url.clone(),

@@ -1,6 +1,6 @@
 //! Driver errors: what a job or a dataset operation can fail with.
 
-use riffle_planner::ids::{ExecutorId, JobId, StageId};
+use riffle_planner::ids::{ExecutorId, JobId, ShuffleId, StageId};
 use riffle_planner::task::FailureKind;
 use thiserror::Error;
 
@@ -38,6 +38,29 @@ pub enum DriverError {
         /// Why it failed.
         kind: FailureKind,
         /// The cause.
+        message: String,
+    },
+    /// A stage kept losing the map output it reads: after
+    /// `attempts` attempts ended in fetch failures (the limit, Spark's
+    /// `spark.stage.maxConsecutiveAttempts`) the job gives up.
+    #[error(
+        "{job} failed: {stage} was attempted {attempts} times and could not read map partition {map_partition} of {shuffle}{written_by}: {message}"
+    )]
+    StageFailed {
+        /// The job.
+        job: JobId,
+        /// The stage that could not read its input.
+        stage: StageId,
+        /// Its attempts.
+        attempts: u32,
+        /// The shuffle whose output was lost.
+        shuffle: ShuffleId,
+        /// The lost map partition.
+        map_partition: u32,
+        /// Who wrote the lost output, as " (written by attempt A on
+        /// executor-E)", or empty if unknown.
+        written_by: String,
+        /// The last fetch failure.
         message: String,
     },
     /// The job was cancelled (`cancel_job`, `cancel_all`, its handle, or

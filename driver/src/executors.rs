@@ -12,6 +12,8 @@ use tokio::sync::watch;
 pub(crate) struct StageMessage {
     pub(crate) job: JobId,
     pub(crate) stage: StageId,
+    /// The stage attempt the spec was planned for.
+    pub(crate) attempt: u32,
     pub(crate) bytes: Arc<Vec<u8>>,
 }
 
@@ -102,12 +104,13 @@ impl Backend {
                 let stage = StageMessage {
                     job: stage.job,
                     stage: stage.stage,
+                    attempt: stage.attempt,
                     bytes: stage.bytes.clone(),
                 };
                 Box::pin(async move { cluster.launch(&remote, &stage, id, spec).await })
             }
             (_, ExecutorHandle::Embedded(local)) => {
-                if !local.has_stage(stage.job, stage.stage)
+                if !local.has_stage(stage.job, stage.stage, Some(stage.attempt))
                     && let Err(e) = local.register_stage(&stage.bytes)
                 {
                     let status = failed(FailureKind::Internal, e.to_string());

@@ -34,5 +34,5 @@ pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;
 pub use scheduler::events::{JobOutcome, SchedulerEvent};
-pub use scheduler::{JobHandle, SchedulingMode};
+pub use scheduler::{JobHandle, SchedulingMode, Speculation};
 pub use sql::{SqlFrame, StatementOutput};

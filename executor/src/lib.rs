@@ -22,6 +22,7 @@
 
 pub mod build_id;
 pub mod cpu;
+mod faults;
 pub mod rpc;
 pub mod runner;
 pub mod shuffle_input;
@@ -87,7 +88,8 @@ pub struct ExecutorEnv {
 pub struct Executor {
     env: Arc<ExecutorEnv>,
     slots: usize,
-    stages: Mutex<HashMap<(JobId, StageId), StageRuntime>>,
+    /// Registered stages, with the attempt their spec belongs to.
+    stages: Mutex<HashMap<(JobId, StageId), (u32, StageRuntime)>>,
     /// The SQL engine, started with the first SQL stage.
     sql: std::sync::OnceLock<Arc<sql::SqlEngine>>,
     /// Tasks running now, so that they can be killed.
@@ -167,15 +169,23 @@ impl Executor {
         self.slots
     }
 
-    /// Decodes a stage and instantiates its operators, once per stage.
+    /// Decodes a stage and instantiates its operators, once per stage
+    /// attempt; a later attempt's spec replaces an earlier one's (tasks
+    /// already prepared keep theirs), an earlier one arriving late is
+    /// ignored.
     pub fn register_stage(&self, bytes: &[u8]) -> Result<(), ExecutorError> {
         let spec: StageSpec = decode(bytes).map_err(ExecutorError::BadMessage)?;
         let key = (spec.job, spec.stage);
-        let stage = spec.stage;
+        let (stage, attempt) = (spec.stage, spec.attempt);
         let runtime = StageRuntime::new(spec, || self.sql_engine())
             .map_err(|source| ExecutorError::Stage { stage, source })?;
         if let Ok(mut stages) = self.stages.lock() {
-            stages.insert(key, runtime);
+            match stages.get(&key) {
+                Some((newer, _)) if *newer > attempt => {}
+                _ => {
+                    stages.insert(key, (attempt, runtime));
+                }
+            }
         }
         Ok(())
     }
@@ -193,11 +203,14 @@ impl Executor {
         encode(&status).map_err(ExecutorError::BadMessage)
     }
 
-    /// Whether a stage is registered here.
-    pub fn has_stage(&self, job: JobId, stage: StageId) -> bool {
-        self.stages
-            .lock()
-            .is_ok_and(|stages| stages.contains_key(&(job, stage)))
+    /// Whether a stage is registered here, in `attempt` (or a later one)
+    /// if given, in any attempt if not.
+    pub fn has_stage(&self, job: JobId, stage: StageId, attempt: Option<u32>) -> bool {
+        self.stages.lock().is_ok_and(|stages| {
+            stages
+                .get(&(job, stage))
+                .is_some_and(|(registered, _)| attempt.is_none_or(|a| *registered >= a))
+        })
     }
 
     /// Runs one encoded task and returns its status.
@@ -216,7 +229,7 @@ impl Executor {
             .stages
             .lock()
             .ok()
-            .and_then(|stages| stages.get(&key).cloned())
+            .and_then(|stages| stages.get(&key).map(|(_, runtime)| runtime.clone()))
             .ok_or(ExecutorError::UnknownStage {
                 job: key.0,
                 stage: key.1,

@@ -464,6 +464,8 @@ pub(crate) async fn run_task(
     let id = task.id;
     let result = if running.is_killed() {
         Err(killed(id, env.id))
+    } else if let Err(failure) = crate::faults::at_task_start(env, &id, running).await {
+        Err(failure)
     } else {
         match stage {
             StageRuntime::Pipeline(stage) => stage.run(env, task, running).await,
@@ -497,21 +499,30 @@ pub(crate) async fn run_task(
 /// Stores what the CPU side produced and describes it for the driver.
 async fn commit(env: &ExecutorEnv, id: &TaskId, out: CpuOutput) -> Result<TaskOutput, TaskFailure> {
     match out {
-        CpuOutput::Map { shuffle, encoded } => {
-            let path = env
-                .shuffle
-                .data_path(id.job, shuffle, id.partition, id.attempt);
-            put_map_output(&env.shuffle, path, encoded)
-                .await
-                .map(TaskOutput::Shuffle)
-                .map_err(|e| TaskFailure {
-                    kind: FailureKind::Retryable,
-                    message: format!("{id}: {e}"),
-                })
-        }
+        CpuOutput::Map { shuffle, encoded } => store_map_output(env, id, shuffle, encoded).await,
         CpuOutput::Result(bytes) => Ok(TaskOutput::Result(bytes)),
         CpuOutput::Text { dir, bytes } => put_task_file(env, &dir, id, "", bytes).await,
     }
+}
+
+/// Stores a map task's output under its attempt-scoped key.
+pub(crate) async fn store_map_output(
+    env: &ExecutorEnv,
+    id: &TaskId,
+    shuffle: ShuffleId,
+    encoded: EncodedMapOutput,
+) -> Result<TaskOutput, TaskFailure> {
+    let path = env
+        .shuffle
+        .data_path(id.job, shuffle, id.partition, id.attempt);
+    let status = put_map_output(&env.shuffle, path, encoded)
+        .await
+        .map_err(|e| TaskFailure {
+            kind: FailureKind::Retryable,
+            message: format!("{id}: {e}"),
+        })?;
+    crate::faults::after_map_output(env, id, &status).await;
+    Ok(TaskOutput::Shuffle(status))
 }
 
 /// Stores a task's output file as `dir/_temporary/JOB/part-NNNNN-attempt-A`

@@ -3,11 +3,10 @@
 use arrow_array::{BinaryArray, RecordBatch};
 use bytes::Bytes;
 use futures::StreamExt;
-use riffle_planner::PipelineError;
 use riffle_planner::pipeline::{Counters, TaskContext};
 use riffle_planner::task::{BlockLocation, ShuffleInput};
 use riffle_shuffle::reader::{decode_batches, decode_block, fetch_blocks};
-use riffle_shuffle::{ShuffleError, ShuffleStore};
+use riffle_shuffle::{FetchError, ShuffleError, ShuffleStore};
 use tokio::sync::mpsc;
 
 /// Range requests outstanding per shuffle input.
@@ -24,7 +23,7 @@ type BlockDecoder<B> = fn(&str, Bytes) -> Result<Vec<B>, ShuffleError>;
 pub struct ShuffleBatches<B = BinaryArray> {
     input: ShuffleInput,
     pending: Option<(ShuffleStore, tokio::runtime::Handle)>,
-    rx: Option<mpsc::Receiver<Result<(BlockLocation, Bytes), ShuffleError>>>,
+    rx: Option<mpsc::Receiver<Result<(BlockLocation, Bytes), FetchError>>>,
     decode: BlockDecoder<B>,
     decoded: std::vec::IntoIter<B>,
     ctx: TaskContext,
@@ -72,16 +71,10 @@ impl<B> ShuffleBatches<B> {
         }
     }
 
-    fn fail(&mut self, map_partition: Option<u32>, error: ShuffleError) {
-        let error = match (map_partition, &error) {
-            (Some(map_partition), ShuffleError::Missing { .. }) => PipelineError::FetchFailed {
-                shuffle: self.input.shuffle,
-                map_partition,
-                message: error.to_string(),
-            },
-            _ => PipelineError::Shuffle(error.to_string()),
-        };
-        self.ctx.fail(error);
+    /// Ends the input with `error`: a missing or damaged block is a fetch
+    /// failure naming its map output, anything else a retryable error.
+    fn fail(&mut self, error: FetchError) {
+        self.ctx.fail(error.into_pipeline_error(self.input.shuffle));
         self.rx = None;
     }
 }
@@ -123,18 +116,7 @@ impl<B> Iterator for ShuffleBatches<B> {
                     return None;
                 }
                 Some(Err(e)) => {
-                    // The stream does not say which block failed; name the
-                    // first map partition whose object is missing.
-                    let map = match &e {
-                        ShuffleError::Missing { path } => self
-                            .input
-                            .blocks
-                            .iter()
-                            .find(|b| &b.path == path)
-                            .map(|b| b.map_partition),
-                        _ => None,
-                    };
-                    self.fail(map, e);
+                    self.fail(e);
                     return None;
                 }
                 Some(Ok((block, bytes))) => {
@@ -142,8 +124,8 @@ impl<B> Iterator for ShuffleBatches<B> {
                     Counters::add(&self.ctx.counters.shuffle_bytes_read, bytes.len() as u64);
                     match (self.decode)(&block.path, bytes) {
                         Ok(arrays) => self.decoded = arrays.into_iter(),
-                        Err(e) => {
-                            self.fail(Some(block.map_partition), e);
+                        Err(source) => {
+                            self.fail(FetchError { block, source });
                             return None;
                         }
                     }

@@ -9,7 +9,6 @@ use crate::runner::{RunningTask, killed};
 use riffle_planner::PipelineError;
 use riffle_planner::ids::TaskId;
 use riffle_planner::task::{FailureKind, SqlOutput, TaskFailure, TaskOutput};
-use riffle_shuffle::writer::put_map_output;
 use riffle_sql::datafusion::common::DataFusionError;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
 use riffle_sql::datafusion::prelude::SessionContext;
@@ -116,16 +115,7 @@ impl SqlStage {
                 let FragmentOutput::Shuffle(encoded) = produced else {
                     return Err(disagree());
                 };
-                let path = env
-                    .shuffle
-                    .data_path(id.job, *shuffle, id.partition, id.attempt);
-                put_map_output(&env.shuffle, path, encoded)
-                    .await
-                    .map(TaskOutput::Shuffle)
-                    .map_err(|e| TaskFailure {
-                        kind: FailureKind::Retryable,
-                        message: format!("{id}: {e}"),
-                    })
+                crate::runner::store_map_output(env, &id, *shuffle, encoded).await
             }
             SqlOutput::Result => {
                 let produced = self
@@ -180,19 +170,30 @@ fn internal(message: String) -> TaskFailure {
     }
 }
 
-/// A DataFusion error as a typed task failure.
+/// A DataFusion error as a typed task failure, decided by the root
+/// cause's type: a Riffle error carried through DataFusion keeps its own
+/// kind (a fetch failure stays one); storage trouble and exhausted memory
+/// are retried; a plan DataFusion rejects on the executor is the driver's
+/// bug; an error evaluating rows (a failed cast, an overflow) is the data's.
 fn failure(id: TaskId, error: DataFusionError) -> TaskFailure {
     let root = error.find_root();
     if let DataFusionError::External(e) = root
-        && let Some(PipelineError::FetchFailed { .. }) = e.downcast_ref::<PipelineError>()
+        && let Some(pipeline) = e.downcast_ref::<PipelineError>()
     {
-        return TaskFailure {
-            kind: FailureKind::Retryable,
-            message: format!("{id}: {root}"),
-        };
+        let mut failure = TaskFailure::from(pipeline.clone());
+        failure.message = format!("{id}: {error}");
+        return failure;
     }
     let kind = match root {
-        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => FailureKind::Retryable,
+        DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ResourcesExhausted(_) => FailureKind::Retryable,
+        DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::Internal(_)
+        | DataFusionError::Substrait(_) => FailureKind::Internal,
         _ => FailureKind::BadInput,
     };
     TaskFailure {

@@ -224,6 +224,7 @@ async fn killing_a_text_file_task_stops_its_source_and_commits_nothing() {
     let stage = StageSpec {
         job: id.job,
         stage: id.stage,
+        attempt: 0,
         ops: vec![FnRef::new(
             slow_writer_factory::<String>,
             vec![TEXT_SLOT],
@@ -302,6 +303,7 @@ async fn cancelling_a_job_kills_its_shuffle_read() {
     let stage = StageSpec {
         job,
         stage: id.stage,
+        attempt: 0,
         ops: vec![
             FnRef::new(batches_factory, vec![], "batches"),
             FnRef::new(
@@ -396,6 +398,7 @@ async fn killing_a_sql_task_aborts_its_datafusion_task() {
     let stage = StageSpec {
         job: id.job,
         stage: id.stage,
+        attempt: 0,
         ops: Vec::new(),
         sink: StageSink::Sql {
             plan: riffle_sql::codec::encode_plan(first.plan.clone()).unwrap(),
@@ -436,6 +439,7 @@ async fn a_task_cancelled_before_it_starts_never_runs() {
     let stage = StageSpec {
         job: id.job,
         stage: id.stage,
+        attempt: 0,
         ops: vec![FnRef::new(
             slow_writer_factory::<String>,
             vec![PREPARED_SLOT],

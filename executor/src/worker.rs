@@ -280,6 +280,9 @@ async fn heartbeat(
     let mut last_ok = Instant::now();
     loop {
         tokio::time::sleep(interval).await;
+        if crate::faults::drop_heartbeat(id) {
+            continue;
+        }
         let tasks: Vec<v1::RunningTask> = running
             .lock()
             .map(|r| {
@@ -339,7 +342,10 @@ impl ExecutorService for Worker {
             let key = task
                 .task
                 .ok_or_else(|| Status::invalid_argument("task definition without a task key"))?;
-            if !self.executor.has_stage(JobId(key.job), StageId(key.stage)) {
+            if !self
+                .executor
+                .has_stage(JobId(key.job), StageId(key.stage), None)
+            {
                 return Err(Status::failed_precondition(format!(
                     "stage job-{}/stage-{} is not registered on this executor",
                     key.job, key.stage

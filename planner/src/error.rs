@@ -25,13 +25,16 @@ pub enum PipelineError {
     /// Shuffle data could not be fetched or decoded.
     #[error("shuffle read failed: {0}")]
     Shuffle(String),
-    /// A block of a parent shuffle is missing: its map task must be rerun.
-    #[error("fetch failed for {shuffle} map partition {map_partition}: {message}")]
+    /// A block of a parent shuffle is missing or damaged: its map task must
+    /// be rerun.
+    #[error("fetch failed for {shuffle} map partition {map_partition} ({data_path}): {message}")]
     FetchFailed {
         /// The shuffle read.
         shuffle: crate::ids::ShuffleId,
-        /// The map partition whose output is missing.
+        /// The map partition whose output is unreadable.
         map_partition: u32,
+        /// The data object that could not be read.
+        data_path: String,
         /// What went wrong.
         message: String,
     },

@@ -10,6 +10,8 @@
 //!   statuses executors send back, always encoded to bytes (even in embedded
 //!   mode) with [`task::encode`] / [`task::decode`].
 //! - [`codec`]: the record encoding used at stage boundaries.
+//! - [`failpoints`]: faults injected by tests and the chaos benchmark
+//!   (`RIFFLE_FAILPOINTS`), off unless configured.
 //!
 //! ```text
 //!   driver: Dataset<T> lineage --cut at shuffles--> StageSpec + TaskSpec (bytes)
@@ -22,6 +24,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod failpoints;
 pub mod function;
 pub mod ids;
 pub mod pipeline;

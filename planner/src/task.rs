@@ -43,6 +43,11 @@ pub struct StageSpec {
     pub job: JobId,
     /// The stage.
     pub stage: StageId,
+    /// The stage attempt this spec belongs to: a resubmitted stage (lineage
+    /// recompute) is planned anew, and executors replace an older
+    /// attempt's spec with it (a SQL stage's spec holds its shuffle
+    /// readers' block locations).
+    pub attempt: u32,
     /// The stage's operators; plans and the sink refer to them by index.
     pub ops: Vec<FnRef>,
     /// What the stage produces.
@@ -231,6 +236,10 @@ pub struct BlockLocation {
     pub offset: u64,
     /// Length of the block in bytes.
     pub len: u64,
+    /// CRC-32 (IEEE) of the block's bytes, checked after every fetch so
+    /// that a damaged block is refetched from a recomputed map output
+    /// instead of being decoded into wrong rows.
+    pub checksum: u32,
 }
 
 /// One task to run.
@@ -261,6 +270,7 @@ impl MapStatus {
             map_partition: map,
             offset: block.offset,
             len: block.len,
+            checksum: block.checksum,
         })
     }
 }
@@ -274,6 +284,8 @@ pub struct BlockInfo {
     pub len: u64,
     /// Records in the block.
     pub rows: u64,
+    /// CRC-32 (IEEE) of the block's bytes.
+    pub checksum: u32,
 }
 
 /// A task's successful output.
@@ -290,17 +302,37 @@ pub enum TaskOutput {
     },
 }
 
-/// Why a task failed, typed so the scheduler never parses messages.
+/// Why a task failed, typed so the scheduler never parses messages: the
+/// kind alone says what happens next (Spark's `TaskFailedReason`s).
+///
+/// | kind | the scheduler |
+/// |---|---|
+/// | `Retryable` | reruns the task, counting the failure |
+/// | `ExecutorLost` | reruns the task elsewhere, not counting it |
+/// | `FetchFailed` | recomputes the named map output, then reruns |
+/// | `User`, `BadInput`, `Internal` | fails the job |
+/// | `Killed` | nothing: the attempt was stopped on purpose |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
-    /// I/O or storage trouble: retry, preferably elsewhere.
+    /// I/O or storage trouble, or resources exhausted: retry, preferably
+    /// elsewhere.
     Retryable,
-    /// Shuffle output of a parent map task is missing: recompute it.
+    /// The executor running the attempt died, hung or was removed: the
+    /// task is not at fault, so the failure does not count towards its
+    /// attempt limit (Spark's `ExecutorLostFailure` with
+    /// `exitCausedByApp = false`).
+    ExecutorLost,
+    /// A parent map task's output could not be read (missing or damaged):
+    /// its output is lost and must be recomputed from lineage.
     FetchFailed {
-        /// The shuffle whose output is missing.
+        /// The shuffle read.
         shuffle: ShuffleId,
-        /// The map partition whose output is missing.
+        /// The map partition whose output was unreadable.
         map_partition: u32,
+        /// The data object that was unreadable: the driver compares it
+        /// with the output it has registered, so that a failure naming
+        /// an output already replaced changes nothing.
+        data_path: String,
     },
     /// The user's code panicked: retrying runs the same code on the same data.
     User,
@@ -319,13 +351,22 @@ impl FailureKind {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            FailureKind::Retryable | FailureKind::FetchFailed { .. }
+            FailureKind::Retryable | FailureKind::ExecutorLost | FailureKind::FetchFailed { .. }
         )
     }
 
     /// Whether the attempt was killed on request rather than failing.
     pub fn is_killed(&self) -> bool {
         matches!(self, FailureKind::Killed)
+    }
+
+    /// Whether the failure counts towards the task's attempt limit: only
+    /// failures the task itself may have caused do.
+    pub fn counts(&self) -> bool {
+        !matches!(
+            self,
+            FailureKind::Killed | FailureKind::ExecutorLost | FailureKind::FetchFailed { .. }
+        )
     }
 }
 
@@ -346,10 +387,12 @@ impl From<PipelineError> for TaskFailure {
             PipelineError::FetchFailed {
                 shuffle,
                 map_partition,
+                data_path,
                 ..
             } => FailureKind::FetchFailed {
                 shuffle: *shuffle,
                 map_partition: *map_partition,
+                data_path: data_path.clone(),
             },
             PipelineError::Killed => FailureKind::Killed,
             PipelineError::Codec(_)

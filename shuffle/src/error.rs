@@ -32,6 +32,41 @@ pub enum ShuffleError {
     Encode(String),
 }
 
+/// A block that could not be fetched, and why.
+#[derive(Debug, Error)]
+#[error("fetching map partition {} of {}: {source}", block.map_partition, block.path)]
+pub struct FetchError {
+    /// The block.
+    pub block: riffle_planner::task::BlockLocation,
+    /// What went wrong.
+    #[source]
+    pub source: ShuffleError,
+}
+
+impl FetchError {
+    /// The pipeline error a reader of `shuffle` reports: a missing or
+    /// damaged block is a fetch failure naming its map output (which the
+    /// driver recomputes); a storage error is an ordinary retryable one.
+    pub fn into_pipeline_error(
+        self,
+        shuffle: riffle_planner::ids::ShuffleId,
+    ) -> riffle_planner::PipelineError {
+        match self.source {
+            ShuffleError::Missing { .. } | ShuffleError::Corrupt { .. } => {
+                riffle_planner::PipelineError::FetchFailed {
+                    shuffle,
+                    map_partition: self.block.map_partition,
+                    message: self.source.to_string(),
+                    data_path: self.block.path,
+                }
+            }
+            ShuffleError::Storage { .. } | ShuffleError::Encode(_) => {
+                riffle_planner::PipelineError::Shuffle(self.to_string())
+            }
+        }
+    }
+}
+
 impl ShuffleError {
     pub(crate) fn storage(path: &object_store::path::Path, source: object_store::Error) -> Self {
         match source {

@@ -21,5 +21,5 @@ pub mod reader;
 pub mod stores;
 pub mod writer;
 
-pub use error::ShuffleError;
+pub use error::{FetchError, ShuffleError};
 pub use layout::{ShuffleCompression, ShuffleStore};

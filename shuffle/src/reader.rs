@@ -1,6 +1,6 @@
 //! The reduce side: range-read blocks and decode them.
 
-use crate::error::ShuffleError;
+use crate::error::{FetchError, ShuffleError};
 use crate::layout::ShuffleStore;
 use arrow_array::{Array, BinaryArray, RecordBatch};
 use arrow_ipc::reader::StreamReader;
@@ -11,12 +11,13 @@ use object_store::path::Path;
 use riffle_planner::task::{BlockInfo, BlockLocation};
 
 /// Fetches blocks with at most `in_flight` requests outstanding, yielding
-/// them in order. Empty blocks are skipped without a request.
+/// them in order, each checked against its length and checksum. Empty
+/// blocks are skipped without a request. An error names the block.
 pub fn fetch_blocks(
     store: &ShuffleStore,
     blocks: Vec<BlockLocation>,
     in_flight: usize,
-) -> impl Stream<Item = Result<(BlockLocation, Bytes), ShuffleError>> + Send + 'static {
+) -> impl Stream<Item = Result<(BlockLocation, Bytes), FetchError>> + Send + 'static {
     let store = store.store.clone();
     futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
         .map(move |block| {
@@ -24,20 +25,43 @@ pub fn fetch_blocks(
             async move {
                 let path = Path::from(block.path.as_str());
                 let range = block.offset..block.offset + block.len;
-                let bytes = store
+                let fetched = store
                     .get_range(&path, range)
                     .await
-                    .map_err(|e| ShuffleError::storage(&path, e))?;
-                if bytes.len() as u64 != block.len {
-                    return Err(ShuffleError::Corrupt {
-                        path: block.path.clone(),
-                        message: format!("expected {} bytes, got {}", block.len, bytes.len()),
-                    });
+                    .map_err(|e| ShuffleError::storage(&path, e))
+                    .and_then(|bytes| verify(&block, bytes));
+                match fetched {
+                    Ok(bytes) => Ok((block, bytes)),
+                    Err(source) => Err(FetchError { block, source }),
                 }
-                Ok((block, bytes))
             }
         })
         .buffered(in_flight.max(1))
+}
+
+/// Checks a fetched block's length and CRC-32: a damaged block must fail
+/// the fetch, never decode into wrong rows.
+fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
+    let corrupt = |message: String| ShuffleError::Corrupt {
+        path: block.path.clone(),
+        message,
+    };
+    if bytes.len() as u64 != block.len {
+        return Err(corrupt(format!(
+            "block at offset {} should be {} bytes, got {}",
+            block.offset,
+            block.len,
+            bytes.len()
+        )));
+    }
+    let checksum = crc32fast::hash(&bytes);
+    if checksum != block.checksum {
+        return Err(corrupt(format!(
+            "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
+            block.offset, block.len, block.checksum
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Decodes one block (a complete IPC stream) into record batches.
@@ -129,11 +153,9 @@ mod tests {
         for (p, expected) in per_partition.iter().enumerate() {
             let info = status.blocks[p];
             assert_eq!(info.rows as usize, expected.len());
-            let loc = BlockLocation {
-                path: status.data_path.clone(),
-                map_partition: 3,
-                offset: info.offset,
-                len: info.len,
+            let Some(loc) = status.block_location(3, p) else {
+                assert!(expected.is_empty());
+                continue;
             };
             let fetched: Vec<_> = fetch_blocks(&store, vec![loc], 4).collect().await;
             let mut got = Vec::new();
@@ -202,14 +224,71 @@ mod tests {
         let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("s"));
         let loc = BlockLocation {
             path: "s/nope.data".into(),
-            map_partition: 0,
+            map_partition: 4,
             offset: 0,
             len: 10,
+            checksum: 0,
         };
         let res: Vec<_> = fetch_blocks(&store, vec![loc], 1).collect().await;
         let err = res.into_iter().next().unwrap().unwrap_err();
-        assert!(matches!(err, ShuffleError::Missing { .. }), "{err}");
+        assert!(matches!(err.source, ShuffleError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("s/nope.data"));
+        match err.into_pipeline_error(ShuffleId(2)) {
+            riffle_planner::PipelineError::FetchFailed {
+                shuffle,
+                map_partition,
+                data_path,
+                ..
+            } => assert_eq!(
+                (shuffle, map_partition, data_path.as_str()),
+                (ShuffleId(2), 4, "s/nope.data")
+            ),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_fails_the_fetch_instead_of_decoding() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let store = ShuffleStore::new(Arc::new(InMemory::new()), Path::from("s"))
+            .with_compression(ShuffleCompression::None);
+        let mut buf = RecordBuffer::default();
+        for i in 0..100u32 {
+            buf.push(&format!("record-{i}")).unwrap();
+        }
+        let encoded = encode_map_output(vec![buf.finish()], store.compression).unwrap();
+        let path = store.data_path(JobId(1), ShuffleId(1), 0, 0);
+        let status = put_map_output(&store, path.clone(), encoded).await.unwrap();
+        let loc = status.block_location(0, 0).unwrap();
+        // Flip one byte in the middle of the block (inside the values
+        // buffer, where Arrow itself would decode a different string).
+        let mut bytes = store
+            .store
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let middle = (loc.offset + loc.len / 2) as usize;
+        bytes[middle] ^= 0x20;
+        store
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .unwrap();
+        let res: Vec<_> = fetch_blocks(&store, vec![loc], 1).collect().await;
+        let err = res.into_iter().next().unwrap().unwrap_err();
+        assert!(matches!(err.source, ShuffleError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+        assert!(matches!(
+            err.into_pipeline_error(ShuffleId(1)),
+            riffle_planner::PipelineError::FetchFailed {
+                map_partition: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -266,9 +266,19 @@ impl MapOutputBuilder {
         let mut offset = 0u64;
         for (chunks, rows) in streams {
             let len = chunks.len() as u64;
-            blocks.push(BlockInfo { offset, len, rows });
+            let chunks = chunks.into_chunks();
+            let mut crc = crc32fast::Hasher::new();
+            for chunk in &chunks {
+                crc.update(chunk);
+            }
+            blocks.push(BlockInfo {
+                offset,
+                len,
+                rows,
+                checksum: crc.finalize(),
+            });
             offset += len;
-            data.extend(chunks.into_chunks());
+            data.extend(chunks);
         }
         Ok(EncodedMapOutput {
             data: PutPayload::from_iter(data),

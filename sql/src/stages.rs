@@ -129,6 +129,32 @@ fn cut(
     Ok(plan)
 }
 
+/// Whether rerunning a task of `plan` gives the same rows: not when an
+/// expression is volatile (`random()`, `uuid()`), which a recomputed map
+/// output would evaluate anew. (Round-robin exchanges deal a task's input
+/// in the order it is read, which is fixed, so they are deterministic
+/// here.)
+pub fn is_deterministic(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_expr_common::physical_expr::is_volatile;
+    let mut deterministic = true;
+    let _ = plan.apply(|node| {
+        node.apply_expressions(&mut |expr| {
+            if is_volatile(expr) {
+                deterministic = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(if deterministic {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    deterministic
+}
+
 /// Fills every shuffle reader of `plan` with the block locations of its
 /// finished map stage.
 pub fn resolve(

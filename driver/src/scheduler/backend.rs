@@ -36,15 +36,23 @@ pub(crate) trait TaskBackend: Send + Sync + 'static {
     fn remove_job(self: Arc<Self>, job: JobId) -> BoxFuture<'static, ()>;
 }
 
-/// A status for a task that could not even be handed to its executor.
+/// A status for a task whose executor is gone (or was never reached): it
+/// reruns elsewhere without counting against the task.
 pub(crate) fn lost(id: TaskId, executor: ExecutorId, message: String) -> TaskStatus {
+    failed(id, executor, FailureKind::ExecutorLost, message)
+}
+
+/// A failed status the driver makes up for a task (no executor reported).
+pub(crate) fn failed(
+    id: TaskId,
+    executor: ExecutorId,
+    kind: FailureKind,
+    message: String,
+) -> TaskStatus {
     TaskStatus {
         id,
         executor,
-        result: Err(TaskFailure {
-            kind: FailureKind::Retryable,
-            message,
-        }),
+        result: Err(TaskFailure { kind, message }),
         metrics: TaskMetrics::default(),
     }
 }

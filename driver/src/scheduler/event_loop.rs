@@ -9,14 +9,15 @@
 //! tokio tasks of their own and report back as commands, so the loop never
 //! waits on an executor or a store.
 
-use super::backend::{TaskBackend, lost};
+use super::backend::{TaskBackend, failed};
 use super::commit::{abort_files, commit_files};
 use super::events::{JobOutcome, SchedulerEvent, SummaryListener};
 use super::graph::JobOutput;
 use super::job::{ActiveJob, Reply};
+use super::policy::{Policy, Speculation};
 use crate::error::DriverError;
 use riffle_planner::ids::{ExecutorId, JobId, TaskId};
-use riffle_planner::task::{TaskOutput, TaskStatus};
+use riffle_planner::task::{FailureKind, TaskOutput, TaskStatus};
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
 use std::collections::{BTreeMap, HashMap};
@@ -61,8 +62,8 @@ pub(crate) struct SchedulerDeps {
     pub(crate) backend: Arc<dyn TaskBackend>,
     pub(crate) shuffle: ShuffleStore,
     pub(crate) stores: ObjectStores,
-    /// Failed attempts per task before its job fails.
-    pub(crate) max_attempts: u32,
+    /// Retry limits and speculation.
+    pub(crate) policy: Policy,
     /// How long pending tasks wait for an executor when none is left.
     pub(crate) executor_wait: Duration,
     pub(crate) mode: SchedulingMode,
@@ -136,6 +137,11 @@ impl EventLoop {
         self.refresh_executors();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut speculation = self.deps.policy.speculation.map(|_| {
+            let mut t = tokio::time::interval(Speculation::INTERVAL);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         loop {
             let deadline = self
                 .starved_since
@@ -152,6 +158,7 @@ impl EventLoop {
                 _ = membership_changed(&mut changes) => self.refresh_executors(),
                 _ = sleep_until(deadline) => self.starved(),
                 _ = tick.tick() => self.abandon_unkilled(),
+                _ = next_tick(&mut speculation) => self.check_speculation(),
             }
             // Membership may have changed while another branch ran: a
             // launch on a departed executor would cost its task an attempt.
@@ -186,7 +193,7 @@ impl EventLoop {
                     job: job.id,
                     stages: job.graph.stages.len(),
                 });
-                if let Err(e) = job.submit_ready(self.deps.max_attempts, &mut events) {
+                if let Err(e) = job.submit_ready(&self.deps.policy, &mut events) {
                     job.abort(e, &mut events);
                 }
                 self.jobs.insert(job.id, job);
@@ -206,12 +213,14 @@ impl EventLoop {
                     metrics: status.metrics.clone(),
                     failure: status.result.as_ref().err().cloned(),
                 });
+                let mut kills = Vec::new();
                 if let Some(job) = self.jobs.get_mut(&status.id.job)
-                    && let Some(error) = job.task_ended(status, self.deps.max_attempts, &mut events)
+                    && let Some(error) =
+                        job.task_ended(status, &self.deps.policy, &mut events, &mut kills)
                 {
-                    let kills = job.abort(error, &mut events);
-                    self.kill(kills);
+                    kills.extend(job.abort(error, &mut events));
                 }
+                self.kill(kills);
             }
             Command::Cancel(which) => {
                 let ids: Vec<JobId> = match which {
@@ -294,9 +303,9 @@ impl EventLoop {
         self.publish(events);
     }
 
-    /// The job that gets the next free slot, by the scheduling mode.
-    fn pick_job(&self) -> Option<JobId> {
-        let candidates = self.jobs.values().filter(|j| j.has_pending());
+    /// The job that gets a free slot of `executor`, by the scheduling mode.
+    fn pick_job(&self, executor: ExecutorId) -> Option<JobId> {
+        let candidates = self.jobs.values().filter(|j| j.has_pending_on(executor));
         match self.deps.mode {
             SchedulingMode::Fifo => candidates.map(|j| j.id).next(),
             SchedulingMode::Fair => candidates
@@ -305,23 +314,26 @@ impl EventLoop {
         }
     }
 
-    /// Fills free slots with pending tasks, least loaded executor first.
+    /// Fills free slots with pending tasks, least loaded executor first
+    /// (a speculative copy only goes to an executor its original does not
+    /// run on).
     fn offer_slots(&mut self) {
         if !self.jobs.values().any(ActiveJob::has_pending) {
             return;
         }
         loop {
-            let Some(executor) = self
+            let mut free: Vec<(usize, ExecutorId)> = self
                 .executors
                 .iter()
                 .map(|(id, slots)| (*id, *slots, self.running.get(id).copied().unwrap_or(0)))
                 .filter(|(_, slots, running)| running < slots)
-                .min_by_key(|(_, _, running)| *running)
-                .map(|(id, _, _)| id)
+                .map(|(id, _, running)| (running, id))
+                .collect();
+            free.sort();
+            let Some((executor, job_id)) = free
+                .into_iter()
+                .find_map(|(_, e)| Some((e, self.pick_job(e)?)))
             else {
-                return;
-            };
-            let Some(job_id) = self.pick_job() else {
                 return;
             };
             let Some(job) = self.jobs.get_mut(&job_id) else {
@@ -334,6 +346,8 @@ impl EventLoop {
                     self.publish(vec![SchedulerEvent::TaskStarted {
                         task: launch.id,
                         executor,
+                        stage_attempt: launch.stage_attempt,
+                        speculative: launch.speculative,
                     }]);
                     let run = self.deps.backend.clone().launch(
                         executor,
@@ -349,7 +363,12 @@ impl EventLoop {
                         let status = futures::FutureExt::catch_unwind(AssertUnwindSafe(run))
                             .await
                             .unwrap_or_else(|_| {
-                                lost(id, executor, format!("launching {id} panicked"))
+                                failed(
+                                    id,
+                                    executor,
+                                    FailureKind::Internal,
+                                    format!("launching {id} panicked"),
+                                )
                             });
                         let _ = tx.send(Command::TaskEnded {
                             executor,
@@ -440,6 +459,20 @@ impl EventLoop {
         }
     }
 
+    /// Marks stragglers for speculative copies (the next offer round
+    /// launches them).
+    fn check_speculation(&mut self) {
+        let Some(spec) = self.deps.policy.speculation else {
+            return;
+        };
+        for job in self.jobs.values_mut().filter(|j| !j.is_aborting()) {
+            let n = job.check_speculation(&spec);
+            if n > 0 {
+                tracing::info!(job = %job.id, tasks = n, "speculating: copying tasks much slower than their stage's median");
+            }
+        }
+    }
+
     /// Starts or stops the no-executor timer.
     fn watch_starvation(&mut self) {
         let starved = self.executors.values().all(|slots| *slots == 0)
@@ -492,6 +525,16 @@ async fn membership_changed(changes: &mut Option<watch::Receiver<u64>>) {
         return;
     }
     std::future::pending().await
+}
+
+/// The next tick of `interval`; never, without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves at `deadline`; never, without one.

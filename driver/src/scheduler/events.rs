@@ -10,7 +10,7 @@
 
 use crate::context::{JobSummary, StageSummary};
 use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
-use riffle_planner::task::{TaskFailure, TaskMetrics};
+use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +84,10 @@ pub enum SchedulerEvent {
         task: TaskId,
         /// Where it runs.
         executor: ExecutorId,
+        /// The stage attempt it belongs to (above 0: a recomputation).
+        stage_attempt: u32,
+        /// Whether it is a speculative copy of a running attempt.
+        speculative: bool,
     },
     /// A task attempt ended.
     TaskEnded {
@@ -132,9 +136,15 @@ impl SummaryListener {
             SchedulerEvent::JobStarted { job, .. } => {
                 self.running.insert(*job, JobSummary::default());
             }
-            SchedulerEvent::StageSubmitted { job, stage, .. } => {
+            SchedulerEvent::StageSubmitted {
+                job,
+                stage,
+                attempt,
+                ..
+            } => {
                 if let Some(s) = self.running.get_mut(job) {
                     s.stages += 1;
+                    s.resubmitted_stages += usize::from(*attempt > 0);
                     s.stage_summaries.push(StageSummary {
                         stage: *stage,
                         ..Default::default()
@@ -151,14 +161,31 @@ impl SummaryListener {
                     st.elapsed = *elapsed;
                 }
             }
+            SchedulerEvent::TaskStarted {
+                task,
+                stage_attempt,
+                speculative,
+                ..
+            } => {
+                if let Some(s) = self.running.get_mut(&task.job) {
+                    s.recomputed_tasks += usize::from(*stage_attempt > 0);
+                    s.speculative_tasks += usize::from(*speculative);
+                }
+            }
             SchedulerEvent::TaskEnded {
                 task,
                 executor,
                 metrics: m,
+                failure,
                 ..
             } => {
                 let run = Duration::from_micros(m.run_micros);
                 if let Some(s) = self.running.get_mut(&task.job) {
+                    match failure.as_ref().map(|f| &f.kind) {
+                        Some(FailureKind::Killed) => s.killed_tasks += 1,
+                        Some(_) => s.failed_tasks += 1,
+                        None => {}
+                    }
                     s.tasks += 1;
                     *s.tasks_per_executor.entry(*executor).or_default() += 1;
                     s.task_time += run;
@@ -192,9 +219,7 @@ impl SummaryListener {
                     }
                 }
             }
-            SchedulerEvent::TaskStarted { .. }
-            | SchedulerEvent::ExecutorAdded { .. }
-            | SchedulerEvent::ExecutorRemoved { .. } => {}
+            SchedulerEvent::ExecutorAdded { .. } | SchedulerEvent::ExecutorRemoved { .. } => {}
         }
     }
 

@@ -139,6 +139,14 @@ pub(crate) struct StageNode {
     pub(crate) parents: Vec<StageId>,
     /// Tasks, one per partition.
     pub(crate) partitions: usize,
+    /// Whether rerunning a task gives the same output as before. Every
+    /// Dataset operator is a function of its input in order (shuffle
+    /// blocks are read in map order; `repartition` starts its round-robin
+    /// at a position derived from the data, not a random seed). A SQL
+    /// fragment is not when it deals rows round-robin or calls a volatile
+    /// function (`random()`). When a map output of a stage that is not
+    /// deterministic is recomputed, every consumer reruns in full.
+    pub(crate) deterministic: bool,
 }
 
 impl StageNode {
@@ -228,12 +236,17 @@ impl Builder {
         partitions: usize,
     ) -> StageId {
         let id = StageId(self.stages.len() as u32);
+        let deterministic = match &kind {
+            StageKind::Pipeline { .. } => true,
+            StageKind::Sql { plan, .. } => riffle_sql::stages::is_deterministic(plan),
+        };
         let node = StageNode {
             id,
             name,
             kind,
             parents,
             partitions,
+            deterministic,
         };
         if let Some(shuffle) = node.shuffle() {
             self.by_shuffle.insert(shuffle, id);

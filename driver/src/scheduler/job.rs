@@ -3,6 +3,8 @@
 //!
 //! ```text
 //!   Running ──final stage available──────────────► Finishing ─► Succeeded
+//!      │  ▲ fetch failure: lost map outputs recomputed (new stage attempts)
+//!      └──┘
 //!      │                                              (commit, delete shuffle)
 //!      ├─task failed for good / planning failed──► Aborting ──► Failed
 //!      └─cancel_job / cancel_all / Ctrl-C────────► Aborting ──► Cancelled
@@ -14,12 +16,15 @@
 use super::events::SchedulerEvent;
 use super::graph::{StageGraph, StageKind};
 use super::map_output::{MapOutput, MapOutputTracker};
+use super::policy::{Policy, Speculation};
 use super::stage::{StageRun, StageState, plan_stage, stage_message};
 use super::task_set::{Decision, TaskSet};
 use crate::error::DriverError;
 use crate::executors::StageMessage;
-use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
-use riffle_planner::task::{TaskOutput, TaskSpec, TaskStatus, encode};
+use riffle_planner::ids::{ExecutorId, JobId, ShuffleId, StageId, TaskId};
+use riffle_planner::task::{
+    FailureKind, PartitionPlan, TaskFailure, TaskOutput, TaskSpec, TaskStatus, encode,
+};
 use riffle_shuffle::ShuffleStore;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +39,10 @@ pub(crate) struct Launch {
     pub(crate) id: TaskId,
     pub(crate) stage: Arc<StageMessage>,
     pub(crate) spec: Vec<u8>,
+    /// The stage attempt it belongs to.
+    pub(crate) stage_attempt: u32,
+    /// Whether it is a speculative copy.
+    pub(crate) speculative: bool,
 }
 
 /// One job the event loop runs.
@@ -42,6 +51,10 @@ pub(crate) struct ActiveJob {
     pub(crate) graph: StageGraph,
     stages: Vec<StageRun>,
     pub(crate) tracker: MapOutputTracker,
+    /// The stage writing each shuffle.
+    writers: HashMap<ShuffleId, usize>,
+    /// The stages reading each stage's output.
+    children: Vec<Vec<usize>>,
     /// Results of finished sampling stages (range bounds).
     samples: HashMap<StageId, Vec<Vec<u8>>>,
     /// The final stage's outputs, once it is available.
@@ -58,19 +71,36 @@ pub(crate) struct ActiveJob {
     pub(crate) reply: Option<Reply>,
 }
 
+/// Task attempts to kill: (executor, attempt).
+pub(crate) type Kills = Vec<(ExecutorId, TaskId)>;
+
 impl ActiveJob {
     pub(crate) fn new(id: JobId, graph: StageGraph, reply: Reply) -> ActiveJob {
         let mut tracker = MapOutputTracker::default();
-        for stage in &graph.stages {
+        let mut writers = HashMap::new();
+        let mut children = vec![Vec::new(); graph.stages.len()];
+        for (i, stage) in graph.stages.iter().enumerate() {
             if let Some(shuffle) = stage.shuffle() {
                 tracker.register_shuffle(shuffle, stage.partitions);
+                writers.insert(shuffle, i);
+            }
+            for parent in &stage.parents {
+                if let Some(c) = children.get_mut(parent.0 as usize) {
+                    c.push(i);
+                }
             }
         }
         ActiveJob {
             id,
-            stages: graph.stages.iter().map(|_| StageRun::new()).collect(),
+            stages: graph
+                .stages
+                .iter()
+                .map(|s| StageRun::new(s.partitions))
+                .collect(),
             graph,
             tracker,
+            writers,
+            children,
             samples: HashMap::new(),
             result: None,
             in_flight: 0,
@@ -104,11 +134,23 @@ impl ActiveJob {
         }
     }
 
-    /// Submits every waiting stage whose parents are all available; a
-    /// stage with no partitions is available at once.
+    /// The partitions of stage `i` that have no output: all of them at
+    /// first, the lost ones when it is resubmitted.
+    fn missing(&self, i: usize) -> Vec<u32> {
+        match self.graph.stages[i].shuffle() {
+            Some(shuffle) => self.tracker.missing(shuffle),
+            None => (0..self.stages[i].outputs.len() as u32)
+                .filter(|p| self.stages[i].outputs[*p as usize].is_none())
+                .collect(),
+        }
+    }
+
+    /// Submits a new attempt of every waiting stage whose parents are all
+    /// available, for the partitions that have no output; a stage with
+    /// none to run is available at once.
     pub(crate) fn submit_ready(
         &mut self,
-        max_attempts: u32,
+        policy: &Policy,
         events: &mut Vec<SchedulerEvent>,
     ) -> Result<(), DriverError> {
         loop {
@@ -125,28 +167,53 @@ impl ActiveJob {
                 return Ok(());
             }
             for i in ready {
+                let todo = self.missing(i);
+                let run = &self.stages[i];
+                let attempt = if run.submitted_once {
+                    run.attempt + 1
+                } else {
+                    0
+                };
                 let node = &self.graph.stages[i];
                 // Planning runs user code (a range writer sorts the user's
                 // keys): a panic fails this job, never the event loop.
                 let planned = catch_panic(node.id, || {
-                    let (spec, plans) = plan_stage(self.id, node, &self.tracker, &self.samples)?;
+                    let (spec, plans) =
+                        plan_stage(self.id, node, attempt, &self.tracker, &self.samples)?;
                     Ok((stage_message(&spec)?, plans))
                 })?;
-                let (message, plans) = planned;
-                let (stage, name) = (node.id, node.name.clone());
+                let (message, mut plans) = planned;
+                let subset: Vec<(u32, PartitionPlan)> = todo
+                    .iter()
+                    .filter_map(|p| {
+                        let plan = std::mem::replace(
+                            plans.get_mut(*p as usize)?,
+                            PartitionPlan::Sql { partition: *p },
+                        );
+                        Some((*p, plan))
+                    })
+                    .collect();
+                let (stage, name, partitions) = (node.id, node.name.clone(), node.partitions);
                 let run = &mut self.stages[i];
+                run.attempt = attempt;
+                run.submitted_once = true;
                 run.message = Some(message);
                 run.state = StageState::Running;
                 run.submitted = Some(Instant::now());
                 events.push(SchedulerEvent::StageSubmitted {
                     job: self.id,
                     stage,
-                    attempt: run.attempt,
-                    tasks: plans.len(),
+                    attempt,
+                    tasks: subset.len(),
                     name,
                 });
-                run.tasks = Some(TaskSet::new(plans, max_attempts));
-                self.complete_if_done(stage, events);
+                run.tasks = Some(TaskSet::new(
+                    partitions,
+                    subset,
+                    run.next_attempt.clone(),
+                    *policy,
+                ));
+                self.finish_if_done(stage, events);
             }
         }
     }
@@ -158,8 +225,15 @@ impl ActiveJob {
             .any(|s| s.tasks.as_ref().is_some_and(TaskSet::has_pending))
     }
 
-    /// Takes the next pending task (of the earliest stage that has one)
-    /// for `executor`.
+    /// Whether a task of this job could run on `executor` now.
+    pub(crate) fn has_pending_on(&self, executor: ExecutorId) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.tasks.as_ref().is_some_and(|t| t.has_pending_on(executor)))
+    }
+
+    /// Takes the next task for `executor`: a pending one of the earliest
+    /// stage that has one, else a speculative copy.
     pub(crate) fn launch(
         &mut self,
         executor: ExecutorId,
@@ -168,25 +242,28 @@ impl ActiveJob {
         let Some(i) = self
             .stages
             .iter()
-            .position(|s| s.tasks.as_ref().is_some_and(TaskSet::has_pending))
+            .position(|s| s.tasks.as_ref().is_some_and(|t| t.has_pending_on(executor)))
         else {
             return Ok(None);
         };
         let stage = StageId(i as u32);
         let writes = self.graph.stages[i].shuffle();
         let run = &mut self.stages[i];
+        let stage_attempt = run.attempt;
         let (Some(tasks), Some(message)) = (run.tasks.as_mut(), run.message.clone()) else {
             return Ok(None);
         };
-        let Some((partition, attempt, plan)) = tasks.launch(executor) else {
+        let Some(launched) = tasks.launch(executor) else {
             return Ok(None);
         };
         let id = TaskId {
             job: self.id,
             stage,
-            partition,
-            attempt,
+            partition: launched.partition,
+            attempt: launched.attempt,
         };
+        let speculative = launched.speculative;
+        let plan = launched.plan;
         let spec = catch_panic(stage, || {
             encode(&TaskSpec {
                 id,
@@ -197,7 +274,7 @@ impl ActiveJob {
         if let Some(s) = writes {
             self.tracker.register_attempt(
                 shuffle
-                    .data_path(self.id, s, partition, attempt)
+                    .data_path(self.id, s, id.partition, id.attempt)
                     .to_string(),
             );
         }
@@ -206,18 +283,23 @@ impl ActiveJob {
             id,
             stage: message,
             spec,
+            stage_attempt,
+            speculative,
         }))
     }
 
     /// Applies a task's status. Statuses of attempts that are not current
-    /// (superseded, or of an aborted stage) change nothing but the count
-    /// of tasks in flight (the loop frees their slot). Returns
-    /// the error that must abort the job, if any.
+    /// (superseded, losing, or of an ended stage attempt) change nothing
+    /// but the count of tasks in flight (the loop frees their slot).
+    /// Attempts to kill (the losers of a speculative race, the rest of a
+    /// stage attempt that hit a fetch failure) go to `kills`. Returns the
+    /// error that must abort the job, if any.
     pub(crate) fn task_ended(
         &mut self,
         status: TaskStatus,
-        max_attempts: u32,
+        policy: &Policy,
         events: &mut Vec<SchedulerEvent>,
+        kills: &mut Kills,
     ) -> Option<DriverError> {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = status.id;
@@ -242,10 +324,13 @@ impl ActiveJob {
                         },
                     );
                 }
-                tasks.succeeded(&id, output);
-                // Only a stage becoming available can make others ready.
-                if self.complete_if_done(id.stage, events)
-                    && let Err(e) = self.submit_ready(max_attempts, events)
+                for (attempt, executor) in tasks.succeeded(&id, output) {
+                    tracing::info!(task = %id, loser = attempt, %executor, "first attempt to finish wins; killing the other");
+                    kills.push((executor, TaskId { attempt, ..id }));
+                }
+                // Only a stage changing state can make others ready.
+                if self.finish_if_done(id.stage, events)
+                    && let Err(e) = self.submit_ready(policy, events)
                 {
                     return Some(e);
                 }
@@ -257,6 +342,7 @@ impl ActiveJob {
                     None
                 }
                 Decision::Ignore => None,
+                Decision::FetchFailed => self.fetch_failed(id, failure, policy, events, kills),
                 Decision::FailJob => Some(DriverError::TaskFailed {
                     job: self.id,
                     stage: id.stage,
@@ -270,17 +356,167 @@ impl ActiveJob {
         }
     }
 
-    /// Marks a stage available once every task succeeded, keeping what
-    /// its children need (samples) or what the caller gets (the result);
-    /// returns whether it did.
-    fn complete_if_done(&mut self, stage: StageId, events: &mut Vec<SchedulerEvent>) -> bool {
+    /// A task could not read a parent's map output (Spark's
+    /// `handleFetchFailure`): the output is forgotten if it is the one
+    /// registered, the reading stage's attempt ends (its running tasks are
+    /// killed, its finished partitions kept), and both stages go back to
+    /// waiting, so the parent recomputes just its missing partitions and
+    /// the reader then runs the rest with the new locations. A parent
+    /// whose output is not deterministic makes every consumer rerun in
+    /// full. Returns the error ending the job once the reader has had
+    /// `max_stage_attempts` attempts.
+    fn fetch_failed(
+        &mut self,
+        id: TaskId,
+        failure: TaskFailure,
+        policy: &Policy,
+        events: &mut Vec<SchedulerEvent>,
+        kills: &mut Kills,
+    ) -> Option<DriverError> {
+        let FailureKind::FetchFailed {
+            shuffle,
+            map_partition,
+            data_path,
+        } = &failure.kind
+        else {
+            return Some(DriverError::Internal(format!(
+                "{id}: a fetch failure without its map output"
+            )));
+        };
+        let Some(&parent) = self.writers.get(shuffle) else {
+            return Some(DriverError::Internal(format!(
+                "{id} read {shuffle}, which no stage of {} writes",
+                self.id
+            )));
+        };
+        let registered = self.tracker.output(*shuffle, *map_partition);
+        let written_by = registered
+            .map(|o| format!(" (written by attempt {} on {})", o.attempt, o.executor))
+            .unwrap_or_default();
+        if registered.is_some_and(|o| o.status.data_path == *data_path) {
+            self.tracker.invalidate_partition(*shuffle, *map_partition);
+        }
+        tracing::warn!(task = %id, %shuffle, map_partition, cause = %failure.message, "fetch failed; recomputing the lost map output");
+        let i = id.stage.0 as usize;
+        self.end_stage_attempt(
+            i,
+            &format!("fetch failed: {}", failure.message),
+            events,
+            kills,
+        );
+        let run = &mut self.stages[i];
+        run.fetch_failed_attempts += 1;
+        if run.fetch_failed_attempts >= policy.max_stage_attempts.max(1) {
+            return Some(DriverError::StageFailed {
+                job: self.id,
+                stage: id.stage,
+                attempts: run.fetch_failed_attempts,
+                shuffle: *shuffle,
+                map_partition: *map_partition,
+                written_by,
+                message: failure.message,
+            });
+        }
+        if !self.graph.stages[parent].deterministic {
+            self.rollback_consumers(parent, events, kills);
+        }
+        let missing = !self.tracker.missing(*shuffle).is_empty();
+        let parent_run = &mut self.stages[parent];
+        if parent_run.state == StageState::Available && missing {
+            parent_run.state = StageState::Waiting;
+        }
+        self.submit_ready(policy, events).err()
+    }
+
+    /// Ends stage `i`'s running attempt early: its running tasks are
+    /// killed, the partitions that succeeded keep their output, and the
+    /// stage waits to be resubmitted.
+    fn end_stage_attempt(
+        &mut self,
+        i: usize,
+        why: &str,
+        events: &mut Vec<SchedulerEvent>,
+        kills: &mut Kills,
+    ) {
+        let job = self.id;
+        let run = &mut self.stages[i];
+        if let Some(mut tasks) = run.tasks.take() {
+            for (partition, attempt, executor) in tasks.abort() {
+                let task = TaskId {
+                    job,
+                    stage: StageId(i as u32),
+                    partition,
+                    attempt,
+                };
+                kills.push((executor, task));
+            }
+            for (p, output) in tasks.take_partial_outputs() {
+                if self.graph.stages[i].shuffle().is_none() {
+                    run.outputs[p as usize] = Some(output);
+                }
+            }
+            run.next_attempt = tasks.next_attempts().to_vec();
+            events.push(SchedulerEvent::StageCompleted {
+                job,
+                stage: StageId(i as u32),
+                attempt: run.attempt,
+                elapsed: run.submitted.map(|t| t.elapsed()).unwrap_or_default(),
+                failure: Some(why.to_string()),
+            });
+        }
+        run.state = StageState::Waiting;
+    }
+
+    /// Forgets everything computed from stage `i`'s output, transitively
+    /// (Spark's rollback of an indeterminate stage's successors): a
+    /// recomputed partition of a stage whose output is not deterministic
+    /// may differ from what the consumers already read.
+    fn rollback_consumers(
+        &mut self,
+        i: usize,
+        events: &mut Vec<SchedulerEvent>,
+        kills: &mut Kills,
+    ) {
+        for c in self.children[i].clone() {
+            tracing::warn!(job = %self.id, stage = c, parent = i, "rerunning a consumer of non-deterministic output in full");
+            if self.stages[c].state != StageState::Waiting || self.stages[c].tasks.is_some() {
+                self.end_stage_attempt(
+                    c,
+                    "rolled back: a parent's output is not deterministic",
+                    events,
+                    kills,
+                );
+            }
+            if let Some(shuffle) = self.graph.stages[c].shuffle() {
+                self.tracker.invalidate_shuffle(shuffle);
+            }
+            let run = &mut self.stages[c];
+            run.outputs.iter_mut().for_each(|o| *o = None);
+            self.samples.remove(&StageId(c as u32));
+            self.rollback_consumers(c, events, kills);
+        }
+    }
+
+    /// Ends a stage attempt whose every task succeeded, keeping what its
+    /// children need (samples) or what the caller gets (the result). A
+    /// map stage with an output lost meanwhile (another reader's fetch
+    /// failure) waits to be resubmitted instead of becoming available.
+    /// Returns whether the stage changed state.
+    fn finish_if_done(&mut self, stage: StageId, events: &mut Vec<SchedulerEvent>) -> bool {
         let i = stage.0 as usize;
+        let shuffle = self.graph.stages[i].shuffle();
         let run = &mut self.stages[i];
         let Some(outputs) = run.tasks.as_mut().and_then(TaskSet::take_outputs) else {
             return false;
         };
-        run.state = StageState::Available;
-        run.tasks = None;
+        if let Some(tasks) = run.tasks.take() {
+            run.next_attempt = tasks.next_attempts().to_vec();
+        }
+        if shuffle.is_none() {
+            for (p, output) in outputs {
+                run.outputs[p as usize] = Some(output);
+            }
+        }
         events.push(SchedulerEvent::StageCompleted {
             job: self.id,
             stage,
@@ -288,24 +524,52 @@ impl ActiveJob {
             elapsed: run.submitted.map(|t| t.elapsed()).unwrap_or_default(),
             failure: None,
         });
+        if shuffle.is_some_and(|s| !self.tracker.missing(s).is_empty()) {
+            run.state = StageState::Waiting;
+            return true;
+        }
+        run.state = StageState::Available;
+        run.fetch_failed_attempts = 0;
         let node = &self.graph.stages[i];
         if stage == self.graph.final_stage() {
-            self.result = Some(outputs);
+            let outputs: Option<Vec<TaskOutput>> =
+                run.outputs.iter_mut().map(Option::take).collect();
+            match outputs {
+                Some(outputs) => self.result = Some(outputs),
+                None => {
+                    self.failure = Some(DriverError::Internal(format!(
+                        "{stage} of {} finished with partitions missing",
+                        self.id
+                    )));
+                }
+            }
         } else if let StageKind::Pipeline {
             sink: super::graph::PipelineSink::Sample { .. },
             ..
         } = &node.kind
         {
-            let bytes = outputs
-                .into_iter()
+            let bytes = run
+                .outputs
+                .iter()
                 .filter_map(|o| match o {
-                    TaskOutput::Result(bytes) => Some(bytes),
+                    Some(TaskOutput::Result(bytes)) => Some(bytes.clone()),
                     _ => None,
                 })
                 .collect();
             self.samples.insert(stage, bytes);
         }
         true
+    }
+
+    /// Marks stragglers of every running stage attempt for a speculative
+    /// copy; returns how many were marked.
+    pub(crate) fn check_speculation(&mut self, spec: &Speculation) -> usize {
+        let now = Instant::now();
+        self.stages
+            .iter_mut()
+            .filter_map(|s| s.tasks.as_mut())
+            .map(|t| t.check_speculation(spec, now))
+            .sum()
     }
 
     /// Starts aborting with `error` (the first error wins): drops pending

@@ -12,13 +12,6 @@ use std::collections::HashMap;
 
 /// One map partition's registered output.
 #[derive(Debug, Clone)]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "attempt and executor are read by lineage recompute (issue 9)"
-    )
-)]
 pub(crate) struct MapOutput {
     /// Where the output is and how large each reduce block is.
     pub(crate) status: MapStatus,
@@ -63,10 +56,6 @@ impl MapOutputTracker {
     }
 
     /// Forgets one map partition's output; returns whether it was there.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "fetch-failure recompute (issue 9)")
-    )]
     pub(crate) fn invalidate_partition(&mut self, shuffle: ShuffleId, partition: u32) -> bool {
         self.shuffles
             .get_mut(&shuffle)
@@ -80,7 +69,10 @@ impl MapOutputTracker {
     /// lost (shuffle, map partition) pairs.
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "executor-local stores (issue 9)")
+        expect(
+            dead_code,
+            reason = "every shuffle store is shared today; an executor-local one would call this on executor loss"
+        )
     )]
     pub(crate) fn invalidate_executor(&mut self, executor: ExecutorId) -> Vec<(ShuffleId, u32)> {
         let mut lost = Vec::new();
@@ -95,11 +87,15 @@ impl MapOutputTracker {
         lost
     }
 
+    /// Forgets every output of `shuffle` (its consumers must rerun in
+    /// full against a fresh set).
+    pub(crate) fn invalidate_shuffle(&mut self, shuffle: ShuffleId) {
+        if let Some(slots) = self.shuffles.get_mut(&shuffle) {
+            slots.iter_mut().for_each(|s| *s = None);
+        }
+    }
+
     /// Map partitions of `shuffle` with no output.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "fetch-failure recompute (issue 9)")
-    )]
     pub(crate) fn missing(&self, shuffle: ShuffleId) -> Vec<u32> {
         self.shuffles
             .get(&shuffle)
@@ -127,10 +123,6 @@ impl MapOutputTracker {
     }
 
     /// The registered output of one map partition.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "fetch-failure recompute (issue 9)")
-    )]
     pub(crate) fn output(&self, shuffle: ShuffleId, partition: u32) -> Option<&MapOutput> {
         self.shuffles
             .get(&shuffle)
@@ -157,6 +149,7 @@ mod tests {
                     offset: 0,
                     len: 1,
                     rows: 1,
+                    checksum: 0,
                 }],
             },
             attempt: 0,

@@ -9,7 +9,9 @@
 //! - [`map_output`]: which map partition has output where, from which
 //!   attempt; every attempt remembered for cleanup;
 //! - [`stage`]: stage states and planning a stage's tasks;
-//! - [`task_set`]: a stage attempt's tasks and the retry policy;
+//! - [`task_set`]: a stage attempt's tasks, retries and speculative
+//!   copies;
+//! - [`policy`]: the retry limits and speculation settings;
 //! - [`job`]: one job's state and how it ends;
 //! - [`event_loop`]: the loop that alone owns all of it, fed by commands;
 //! - [`commit`]: output commit (`part-NNNNN` files, `_SUCCESS`, Hive's
@@ -27,6 +29,7 @@ pub mod events;
 pub(crate) mod graph;
 pub(crate) mod job;
 pub(crate) mod map_output;
+pub(crate) mod policy;
 pub(crate) mod stage;
 pub(crate) mod task_set;
 #[cfg(test)]
@@ -34,6 +37,8 @@ mod tests;
 
 pub use event_loop::SchedulingMode;
 pub(crate) use graph::{FinalSink, JobSpec};
+pub(crate) use policy::Policy;
+pub use policy::Speculation;
 
 use crate::context::JobSummary;
 use crate::error::DriverError;

@@ -3,12 +3,16 @@
 //!
 //! ```text
 //!   Waiting ──parents available──► Running ──all tasks succeeded──► Available
-//!      │                              │
-//!      └──────── job failed or cancelled ──► Failed
+//!      ▲                             │                                 │
+//!      │  fetch failure: this stage's attempt ends; its parent's lost  │
+//!      └── outputs are recomputed first (new attempts of both) ◄───────┘
+//!                                                  (an output of it was lost)
+//!   any state ── job failed or cancelled ──► Failed
 //! ```
 //!
-//! A stage is planned only when it is submitted, because its tasks name
-//! the exact map outputs (from the tracker) of the attempt that won.
+//! A stage is planned each time an attempt of it is submitted, because
+//! its tasks name the exact map outputs (from the tracker) of the attempts
+//! that won; an attempt runs only the partitions that have no output.
 
 use super::graph::{PipelineSink, StageKind, StageNode};
 use super::map_output::MapOutputTracker;
@@ -20,7 +24,7 @@ use crate::sql_dataset::DatasetScanExec;
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{JobId, ShuffleId, StageId};
 use riffle_planner::task::{
-    MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, encode,
+    MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, TaskOutput, encode,
 };
 use riffle_sql::datafusion::common::tree_node::{Transformed, TreeNode};
 use std::collections::HashMap;
@@ -43,8 +47,19 @@ pub(crate) enum StageState {
 /// A stage's run state within its job.
 pub(crate) struct StageRun {
     pub(crate) state: StageState,
-    /// The current stage attempt, from 0.
+    /// The current stage attempt, from 0 (the next one, while waiting to
+    /// be resubmitted).
     pub(crate) attempt: u32,
+    /// Whether an attempt was ever submitted (the next submission is then
+    /// a new attempt).
+    pub(crate) submitted_once: bool,
+    /// Attempts of this stage that ended in a fetch failure.
+    pub(crate) fetch_failed_attempts: u32,
+    /// Outputs of the partitions that succeeded, across attempts (result,
+    /// sample and file stages; map outputs live in the tracker).
+    pub(crate) outputs: Vec<Option<TaskOutput>>,
+    /// Each partition's next task attempt number, across stage attempts.
+    pub(crate) next_attempt: Vec<u32>,
     /// The current attempt's tasks (while running).
     pub(crate) tasks: Option<TaskSet>,
     /// The encoded spec, sent once to each executor running its tasks.
@@ -54,10 +69,14 @@ pub(crate) struct StageRun {
 }
 
 impl StageRun {
-    pub(crate) fn new() -> StageRun {
+    pub(crate) fn new(partitions: usize) -> StageRun {
         StageRun {
             state: StageState::Waiting,
             attempt: 0,
+            submitted_once: false,
+            fetch_failed_attempts: 0,
+            outputs: vec![None; partitions],
+            next_attempt: vec![0; partitions],
             tasks: None,
             message: None,
             submitted: None,
@@ -70,6 +89,7 @@ impl StageRun {
 pub(crate) fn plan_stage(
     job: JobId,
     node: &StageNode,
+    attempt: u32,
     tracker: &MapOutputTracker,
     samples: &HashMap<StageId, Vec<Vec<u8>>>,
 ) -> Result<(StageSpec, Vec<PartitionPlan>), DriverError> {
@@ -138,6 +158,7 @@ pub(crate) fn plan_stage(
             let spec = StageSpec {
                 job,
                 stage: node.id,
+                attempt,
                 ops,
                 sink,
             };
@@ -163,6 +184,7 @@ pub(crate) fn plan_stage(
             let spec = StageSpec {
                 job,
                 stage: node.id,
+                attempt,
                 ops: Vec::new(),
                 sink: StageSink::Sql {
                     plan: bytes,
@@ -182,6 +204,7 @@ pub(crate) fn stage_message(spec: &StageSpec) -> Result<Arc<StageMessage>, Drive
     Ok(Arc::new(StageMessage {
         job: spec.job,
         stage: spec.stage,
+        attempt: spec.attempt,
         bytes: Arc::new(encode(spec).map_err(|e| DriverError::Plan(e.to_string()))?),
     }))
 }

@@ -158,7 +158,11 @@ fn harness(slots: &[usize], mode: SchedulingMode, wait: Duration) -> Harness {
         backend: fake.clone(),
         shuffle: shuffle.clone(),
         stores: ObjectStores::default(),
-        max_attempts: 3,
+        policy: Policy {
+            max_task_failures: 3,
+            max_stage_attempts: 3,
+            speculation: None,
+        },
         executor_wait: wait,
         mode,
         driver_url: None,
@@ -255,7 +259,8 @@ fn map_output(h: &Harness, id: TaskId, shuffle: u32, reduce: usize) -> TaskOutpu
             BlockInfo {
                 offset: 0,
                 len: 1,
-                rows: 1
+                rows: 1,
+                checksum: 0,
             };
             reduce
         ],

@@ -78,23 +78,30 @@ impl From<v1::TaskMetrics> for TaskMetrics {
 
 impl From<&TaskFailure> for v1::TaskFailure {
     fn from(f: &TaskFailure) -> Self {
-        let (kind, shuffle, map_partition) = match f.kind {
-            FailureKind::Retryable => (v1::FailureKind::Retryable, 0, 0),
+        let mut proto = v1::TaskFailure {
+            message: f.message.clone(),
+            ..Default::default()
+        };
+        let kind = match &f.kind {
+            FailureKind::Retryable => v1::FailureKind::Retryable,
+            FailureKind::ExecutorLost => v1::FailureKind::ExecutorLost,
             FailureKind::FetchFailed {
                 shuffle,
                 map_partition,
-            } => (v1::FailureKind::FetchFailed, shuffle.0, map_partition),
-            FailureKind::User => (v1::FailureKind::User, 0, 0),
-            FailureKind::BadInput => (v1::FailureKind::BadInput, 0, 0),
-            FailureKind::Internal => (v1::FailureKind::Internal, 0, 0),
-            FailureKind::Killed => (v1::FailureKind::Killed, 0, 0),
+                data_path,
+            } => {
+                proto.shuffle = shuffle.0;
+                proto.map_partition = *map_partition;
+                proto.data_path = data_path.clone();
+                v1::FailureKind::FetchFailed
+            }
+            FailureKind::User => v1::FailureKind::User,
+            FailureKind::BadInput => v1::FailureKind::BadInput,
+            FailureKind::Internal => v1::FailureKind::Internal,
+            FailureKind::Killed => v1::FailureKind::Killed,
         };
-        v1::TaskFailure {
-            kind: kind as i32,
-            message: f.message.clone(),
-            shuffle,
-            map_partition,
-        }
+        proto.kind = kind as i32;
+        proto
     }
 }
 
@@ -104,9 +111,14 @@ impl TryFrom<v1::TaskFailure> for TaskFailure {
     fn try_from(f: v1::TaskFailure) -> Result<Self, ConvertError> {
         let kind = match v1::FailureKind::try_from(f.kind) {
             Ok(v1::FailureKind::Retryable) => FailureKind::Retryable,
+            Ok(v1::FailureKind::ExecutorLost) => FailureKind::ExecutorLost,
+            Ok(v1::FailureKind::FetchFailed) if f.data_path.is_empty() => {
+                return Err(missing("TaskFailure", "data_path"));
+            }
             Ok(v1::FailureKind::FetchFailed) => FailureKind::FetchFailed {
                 shuffle: ShuffleId(f.shuffle),
                 map_partition: f.map_partition,
+                data_path: f.data_path,
             },
             Ok(v1::FailureKind::User) => FailureKind::User,
             Ok(v1::FailureKind::BadInput) => FailureKind::BadInput,
@@ -138,6 +150,7 @@ impl From<&TaskStatus> for v1::TaskStatus {
                         offset: b.offset,
                         len: b.len,
                         rows: b.rows,
+                        checksum: b.checksum,
                     })
                     .collect(),
             }),
@@ -169,6 +182,7 @@ pub fn status_from_proto(
                     offset: b.offset,
                     len: b.len,
                     rows: b.rows,
+                    checksum: b.checksum,
                 })
                 .collect(),
         })),
@@ -206,6 +220,7 @@ mod tests {
                     offset: 0,
                     len: 5,
                     rows: 2,
+                    checksum: 0xdead_beef,
                 }],
             })),
             Ok(TaskOutput::Result(vec![1, 2, 3])),
@@ -216,8 +231,13 @@ mod tests {
                 kind: FailureKind::FetchFailed {
                     shuffle: ShuffleId(4),
                     map_partition: 5,
+                    data_path: "a/b.data".into(),
                 },
                 message: "gone".into(),
+            }),
+            Err(TaskFailure {
+                kind: FailureKind::ExecutorLost,
+                message: "lost".into(),
             }),
             Err(TaskFailure {
                 kind: FailureKind::User,

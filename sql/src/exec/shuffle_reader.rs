@@ -164,15 +164,16 @@ impl ExecutionPlan for ShuffleReaderExec {
         let shuffle = self.shuffle;
         // Blocks are fetched with bounded concurrency and decoded as they arrive.
         let stream = riffle_shuffle::reader::fetch_blocks(&store, blocks, 8).map(move |item| {
-            let (block, bytes) = item.map_err(|e| {
-                DataFusionError::External(Box::new(riffle_planner::PipelineError::FetchFailed {
-                    shuffle,
-                    map_partition: 0,
-                    message: e.to_string(),
-                }))
-            })?;
-            riffle_shuffle::reader::decode_batches(&block.path, bytes)
-                .map_err(|e| DataFusionError::External(Box::new(e)))
+            // A missing or damaged block is a fetch failure naming its map
+            // output, carried through DataFusion to the task's status.
+            let fetch_failed = |e: riffle_shuffle::FetchError| {
+                DataFusionError::External(Box::new(e.into_pipeline_error(shuffle)))
+            };
+            let (block, bytes) = item.map_err(fetch_failed)?;
+            match riffle_shuffle::reader::decode_batches(&block.path, bytes) {
+                Ok(batches) => Ok(batches),
+                Err(source) => Err(fetch_failed(riffle_shuffle::FetchError { block, source })),
+            }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
