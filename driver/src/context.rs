@@ -47,7 +47,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Interval of executor heartbeats.
     pub heartbeat_interval: Duration,
-    /// Heartbeat silence after which an executor is declared lost.
+    /// Heartbeat silence after which an executor is declared lost
+    /// (`RIFFLE_HEARTBEAT_TIMEOUT_MS`, more than the heartbeat interval).
     pub heartbeat_timeout: Duration,
     /// How concurrent jobs share slots (`RIFFLE_SCHEDULER_MODE=fifo|fair`).
     pub scheduling_mode: SchedulingMode,
@@ -77,7 +78,8 @@ impl Config {
     /// `RIFFLE_MASTER`, `RIFFLE_SHUFFLE_STORE`, `RIFFLE_SHUFFLE_COMPRESSION`,
     /// `RIFFLE_SECRET`,
     /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
-    /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`.
+    /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`,
+    /// `RIFFLE_HEARTBEAT_TIMEOUT_MS`.
     pub fn from_env() -> Result<Config, DriverError> {
         let mut config = Config::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -106,6 +108,17 @@ impl Config {
             config.scheduling_mode = v
                 .parse()
                 .map_err(|e| DriverError::Config(format!("RIFFLE_SCHEDULER_MODE: {e}")))?;
+        }
+        if let Some(v) = var("RIFFLE_HEARTBEAT_TIMEOUT_MS") {
+            let ms = number("RIFFLE_HEARTBEAT_TIMEOUT_MS", v)? as u64;
+            let interval = config.heartbeat_interval;
+            if ms <= interval.as_millis() as u64 {
+                return Err(DriverError::Config(format!(
+                    "RIFFLE_HEARTBEAT_TIMEOUT_MS={ms} must exceed the heartbeat interval ({} ms)",
+                    interval.as_millis()
+                )));
+            }
+            config.heartbeat_timeout = Duration::from_millis(ms);
         }
         Ok(config)
     }
