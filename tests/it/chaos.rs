@@ -173,7 +173,7 @@ fn an_executor_killed_mid_map_stage_leaves_the_cloudfront_report_unchanged() {
 /// reduce stage merges every distinct token) stands in for it.
 #[test]
 fn an_executor_killed_mid_reduce_stage_leaves_the_word_count_unchanged() {
-    let input = generate(400_000);
+    let input = generate(300_000);
     let dir = input.path().to_str().unwrap();
     let args = ["--top", "15", dir];
     let expected = fault_free("wordcount", &args);
