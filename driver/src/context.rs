@@ -56,7 +56,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Interval of executor heartbeats.
     pub heartbeat_interval: Duration,
-    /// Heartbeat silence after which an executor is declared lost.
+    /// Heartbeat silence after which an executor is declared lost
+    /// (`RIFFLE_HEARTBEAT_TIMEOUT_MS`, more than the heartbeat interval).
     pub heartbeat_timeout: Duration,
     /// How concurrent jobs share slots (`RIFFLE_SCHEDULER_MODE=fifo|fair`).
     pub scheduling_mode: SchedulingMode,
@@ -89,6 +90,7 @@ impl Config {
     /// `RIFFLE_SECRET`,
     /// `RIFFLE_MIN_EXECUTORS`, `RIFFLE_EXECUTOR_WAIT_SECS`,
     /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`,
+    /// `RIFFLE_HEARTBEAT_TIMEOUT_MS`,
     /// `RIFFLE_MAX_STAGE_ATTEMPTS`, `RIFFLE_SPECULATION` (`1`/`0`),
     /// `RIFFLE_SPECULATION_MULTIPLIER`, `RIFFLE_SPECULATION_QUANTILE`. It
     /// also checks `RIFFLE_FAILPOINTS` (see
@@ -122,6 +124,17 @@ impl Config {
             config.scheduling_mode = v
                 .parse()
                 .map_err(|e| DriverError::Config(format!("RIFFLE_SCHEDULER_MODE: {e}")))?;
+        }
+        if let Some(v) = var("RIFFLE_HEARTBEAT_TIMEOUT_MS") {
+            let ms = number("RIFFLE_HEARTBEAT_TIMEOUT_MS", v)? as u64;
+            let interval = config.heartbeat_interval;
+            if ms <= interval.as_millis() as u64 {
+                return Err(DriverError::Config(format!(
+                    "RIFFLE_HEARTBEAT_TIMEOUT_MS={ms} must exceed the heartbeat interval ({} ms)",
+                    interval.as_millis()
+                )));
+            }
+            config.heartbeat_timeout = Duration::from_millis(ms);
         }
         if let Some(v) = var("RIFFLE_MAX_STAGE_ATTEMPTS") {
             config.max_stage_attempts = number("RIFFLE_MAX_STAGE_ATTEMPTS", v)?.max(1) as u32;

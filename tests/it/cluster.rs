@@ -11,10 +11,13 @@ use crate::examples::example;
 /// Child processes killed when the test ends, whatever happens, with
 /// their piped output drained by threads (a full pipe would block them).
 #[derive(Default)]
-struct Processes(Vec<Child>, Vec<(Option<Drain>, Option<Drain>)>);
+pub(crate) struct Processes(
+    pub(crate) Vec<Child>,
+    pub(crate) Vec<(Option<Drain>, Option<Drain>)>,
+);
 
 /// A thread reading a pipe line by line; what it read so far is in `seen`.
-struct Drain {
+pub(crate) struct Drain {
     thread: std::thread::JoinHandle<String>,
     seen: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -42,7 +45,7 @@ fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> Option<Drain> {
 }
 
 /// Waits until process `index` has written `text` to stderr.
-fn wait_for_stderr(procs: &Processes, index: usize, text: &str, limit: Duration) {
+pub(crate) fn wait_for_stderr(procs: &Processes, index: usize, text: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let seen = procs.1[index]
@@ -62,7 +65,7 @@ fn wait_for_stderr(procs: &Processes, index: usize, text: &str, limit: Duration)
 }
 
 impl Processes {
-    fn push(&mut self, mut child: Child) -> usize {
+    pub(crate) fn push(&mut self, mut child: Child) -> usize {
         let out = drain(child.stdout.take());
         let err = drain(child.stderr.take());
         self.0.push(child);
@@ -162,7 +165,11 @@ fn start_executor(procs: &mut Processes, binary: std::path::PathBuf, args: &[&st
     procs.push(child)
 }
 
-fn wait_output(procs: &mut Processes, index: usize, limit: Duration) -> (bool, String, String) {
+pub(crate) fn wait_output(
+    procs: &mut Processes,
+    index: usize,
+    limit: Duration,
+) -> (bool, String, String) {
     let deadline = Instant::now() + limit;
     let child = &mut procs.0[index];
     loop {

@@ -4,6 +4,7 @@
 // Test helpers outside `#[test]` functions unwrap freely too.
 #![allow(clippy::unwrap_used)]
 
+mod chaos;
 mod cluster;
 mod dataset;
 mod examples;
