@@ -310,8 +310,59 @@ pub(crate) struct DriverServer {
     pub(crate) cluster: Arc<Cluster>,
 }
 
+/// Held by an executor's watch stream: dropping it (the connection closed)
+/// declares the executor lost.
+struct ConnectionGuard {
+    cluster: Weak<Cluster>,
+    id: ExecutorId,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.upgrade() {
+            cluster.remove_executor(self.id, "its connection closed");
+        }
+    }
+}
+
+/// The never-sending stream of `WatchExecutor`.
+type WatchStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<v1::WatchExecutorResponse, Status>> + Send + 'static>,
+>;
+
 #[tonic::async_trait]
 impl DriverService for DriverServer {
+    type WatchExecutorStream = WatchStream;
+
+    async fn watch_executor(
+        &self,
+        request: Request<v1::WatchExecutorRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let id = ExecutorId(request.into_inner().executor_id);
+        let known = self
+            .cluster
+            .members
+            .lock()
+            .is_ok_and(|m| m.executors.contains_key(&id));
+        if !known {
+            return Err(Status::failed_precondition(format!(
+                "{id} is not registered with this driver"
+            )));
+        }
+        let guard = ConnectionGuard {
+            cluster: Arc::downgrade(&self.cluster),
+            id,
+        };
+        // Pending for ever, holding the guard: hyper drops the stream (and
+        // so the guard) when the connection closes.
+        let stream = futures::stream::unfold(guard, |guard| async move {
+            std::future::pending::<()>().await;
+            drop(guard);
+            None
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn register_executor(
         &self,
         request: Request<v1::RegisterExecutorRequest>,

@@ -168,6 +168,7 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(report_statuses(client.clone(), id, status_rx));
+    tasks.spawn(watch(client.clone(), id));
     tasks.spawn(heartbeat(client, id, running, interval, shutdown.clone()));
     if config.exit_on_stdin_eof {
         let shutdown = shutdown.clone();
@@ -262,6 +263,23 @@ async fn report_statuses(
                 }
             }
         }
+    }
+}
+
+/// Keeps the `WatchExecutor` stream open, so that the driver notices at
+/// once when this process or its connection dies. Its end is only logged:
+/// the heartbeats decide whether the driver is gone.
+async fn watch(mut client: DriverClient, id: ExecutorId) {
+    match client
+        .watch_executor(v1::WatchExecutorRequest { executor_id: id.0 })
+        .await
+    {
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            while let Ok(Some(_)) = stream.message().await {}
+            tracing::debug!(%id, "watch stream to the driver ended");
+        }
+        Err(status) => tracing::warn!(%id, error = %status, "could not open the watch stream"),
     }
 }
 

@@ -129,6 +129,15 @@ struct Harness {
 }
 
 fn harness(slots: &[usize], mode: SchedulingMode, wait: Duration) -> Harness {
+    harness_with(slots, mode, wait, None)
+}
+
+fn harness_with(
+    slots: &[usize],
+    mode: SchedulingMode,
+    wait: Duration,
+    speculation: Option<Speculation>,
+) -> Harness {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -161,7 +170,7 @@ fn harness(slots: &[usize], mode: SchedulingMode, wait: Duration) -> Harness {
         policy: Policy {
             max_task_failures: 3,
             max_stage_attempts: 3,
-            speculation: None,
+            speculation,
         },
         executor_wait: wait,
         mode,
@@ -528,4 +537,138 @@ fn events_describe_the_job_and_a_bad_plan_fails_it_before_any_task() {
     let job = submit(&h, result_job(bad));
     assert!(matches!(h.wait(job), Err(DriverError::Plan(m)) if m.contains("serialize")));
     h.no_launch();
+}
+
+fn fetch_failed(h: &Harness, map: TaskId, shuffle: u32) -> Result<TaskOutput, TaskFailure> {
+    let path = h
+        .shuffle
+        .data_path(map.job, ShuffleId(shuffle), map.partition, map.attempt);
+    Err(TaskFailure {
+        kind: FailureKind::FetchFailed {
+            shuffle: ShuffleId(shuffle),
+            map_partition: map.partition,
+            data_path: path.to_string(),
+        },
+        message: format!("{path} is missing"),
+    })
+}
+
+#[test]
+fn a_fetch_failure_recomputes_only_the_lost_map_output_then_the_unfinished_reads() {
+    let mut h = harness(&[2], SchedulingMode::Fifo, Duration::from_secs(5));
+    let job = submit(&h, result_job(shuffled(vec![(1, source(2))], 2)));
+    let maps = h.launched_n(2);
+    for t in &maps {
+        let out = map_output(&h, *t, 1, 2);
+        h.fake.end(*t, Ok(out));
+    }
+    let reads = h.launched_n(2);
+    h.fake.end(reads[0], ok(0));
+    // Reduce partition 1 cannot read map partition 1's output.
+    h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
+    let (_, again) = h.launched();
+    assert_eq!(
+        (again.stage, again.partition, again.attempt),
+        (StageId(0), 1, 1),
+        "only the lost map output reruns, as a new attempt"
+    );
+    h.no_launch();
+    let out = map_output(&h, again, 1, 2);
+    h.fake.end(again, Ok(out));
+    let (_, reread) = h.launched();
+    assert_eq!(
+        (reread.stage, reread.partition, reread.attempt),
+        (StageId(1), 1, 1),
+        "only the unfinished read reruns"
+    );
+    h.no_launch();
+    h.fake.end(reread, ok(1));
+    let outputs = h.wait(job).unwrap();
+    let bytes: Vec<_> = outputs
+        .iter()
+        .map(|o| match o {
+            TaskOutput::Result(b) => b.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(bytes, vec![vec![0], vec![1]]);
+    let summary = h.last.lock().unwrap().clone();
+    assert_eq!(summary.resubmitted_stages, 2, "{summary}");
+    assert_eq!(summary.recomputed_tasks, 2, "{summary}");
+    assert_eq!(summary.failed_tasks, 1, "{summary}");
+}
+
+#[test]
+fn a_map_output_lost_every_time_fails_the_job_after_the_stage_attempts() {
+    let mut h = harness(&[1], SchedulingMode::Fifo, Duration::from_secs(5));
+    let job = submit(&h, result_job(shuffled(vec![(1, source(1))], 1)));
+    for attempt in 0..3 {
+        let (_, map) = h.launched();
+        assert_eq!((map.stage, map.attempt), (StageId(0), attempt));
+        let out = map_output(&h, map, 1, 1);
+        h.fake.end(map, Ok(out));
+        let (_, read) = h.launched();
+        assert_eq!((read.stage, read.attempt), (StageId(1), attempt));
+        h.fake.end(read, fetch_failed(&h, map, 1));
+    }
+    match h.wait(job) {
+        Err(e @ DriverError::StageFailed { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("stage-1 was attempted 3 times")
+                    && text.contains("map partition 0 of shuffle-1")
+                    && text.contains("attempt 2 on executor-0"),
+                "{text}"
+            );
+        }
+        other => panic!("expected StageFailed, got {other:?}"),
+    }
+    h.no_launch();
+}
+
+#[test]
+fn a_lost_executor_does_not_count_against_the_task() {
+    let mut h = harness(&[1], SchedulingMode::Fifo, Duration::from_secs(5));
+    let job = submit(&h, result_job(source(1)));
+    // More losses than the 3 attempts a task may fail.
+    for attempt in 0..4 {
+        let (_, t) = h.launched();
+        assert_eq!(t.attempt, attempt);
+        h.fake.end(t, failure(FailureKind::ExecutorLost));
+    }
+    let (_, t) = h.launched();
+    h.fake.end(t, ok(1));
+    assert!(h.wait(job).is_ok());
+}
+
+#[test]
+fn a_straggler_gets_a_speculative_copy_elsewhere_and_the_first_success_wins() {
+    let spec = Speculation {
+        multiplier: 1.5,
+        quantile: 0.5,
+    };
+    let mut h = harness_with(
+        &[2, 2],
+        SchedulingMode::Fifo,
+        Duration::from_secs(5),
+        Some(spec),
+    );
+    let job = submit(&h, result_job(source(4)));
+    let mut launched: Vec<(ExecutorId, TaskId)> = (0..4).map(|_| h.launched()).collect();
+    launched.sort_by_key(|(_, t)| t.partition);
+    for (_, t) in &launched[..3] {
+        h.fake.end(*t, ok(t.partition));
+    }
+    let (slow_on, slow) = launched[3];
+    // Longer than 1.5 x the median and the 100 ms floor: copied.
+    let (copy_on, copy) = h.launched();
+    assert_eq!((copy.partition, copy.attempt), (slow.partition, 1));
+    assert_ne!(copy_on, slow_on, "a copy runs on another executor");
+    h.fake.end(copy, ok(9));
+    let outputs = h.wait(job).unwrap();
+    assert!(matches!(&outputs[3], TaskOutput::Result(b) if b == &vec![9]));
+    assert_eq!(h.fake.killed.lock().unwrap().clone(), vec![slow]);
+    let summary = h.last.lock().unwrap().clone();
+    assert_eq!(summary.speculative_tasks, 1, "{summary}");
+    assert_eq!(summary.killed_tasks, 1, "{summary}");
 }
