@@ -305,6 +305,9 @@ impl ContextBuilder {
 pub struct StageSummary {
     /// The stage.
     pub stage: riffle_planner::ids::StageId,
+    /// The stage attempt (above 0: resubmitted to recompute lost output;
+    /// shown as `stage-N.A`).
+    pub attempt: u32,
     /// Task attempts run.
     pub tasks: usize,
     /// Wall time of the stage.
@@ -399,10 +402,14 @@ impl std::fmt::Display for JobSummary {
             "shuffle out"
         )?;
         for s in &self.stage_summaries {
+            let stage = match s.attempt {
+                0 => s.stage.to_string(),
+                a => format!("{}.{a}", s.stage),
+            };
             writeln!(
                 f,
                 "{:>9} {:>6} {:>9.3} {:>10.3} {:>12} {:>12} {:>12} {:>12}",
-                s.stage.to_string(),
+                stage,
                 s.tasks,
                 s.elapsed.as_secs_f64(),
                 s.task_time.as_secs_f64(),

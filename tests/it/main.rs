@@ -8,6 +8,7 @@ mod chaos;
 mod cluster;
 mod dataset;
 mod examples;
+mod faults;
 mod s3;
 mod scheduling;
 mod sql;

@@ -120,6 +120,9 @@ pub enum SchedulerEvent {
 /// ended one for `ctx.last_job()`.
 pub(crate) struct SummaryListener {
     running: HashMap<JobId, JobSummary>,
+    /// The stage attempt of each running task attempt, so that its end
+    /// counts towards the stage attempt it belongs to.
+    stage_attempts: HashMap<TaskId, u32>,
     last: Arc<Mutex<JobSummary>>,
 }
 
@@ -127,6 +130,7 @@ impl SummaryListener {
     pub(crate) fn new(last: Arc<Mutex<JobSummary>>) -> Self {
         SummaryListener {
             running: HashMap::new(),
+            stage_attempts: HashMap::new(),
             last,
         }
     }
@@ -147,6 +151,7 @@ impl SummaryListener {
                     s.resubmitted_stages += usize::from(*attempt > 0);
                     s.stage_summaries.push(StageSummary {
                         stage: *stage,
+                        attempt: *attempt,
                         ..Default::default()
                     });
                 }
@@ -154,10 +159,11 @@ impl SummaryListener {
             SchedulerEvent::StageCompleted {
                 job,
                 stage,
+                attempt,
                 elapsed,
                 ..
             } => {
-                if let Some(st) = self.stage(*job, *stage) {
+                if let Some(st) = self.stage(*job, *stage, *attempt) {
                     st.elapsed = *elapsed;
                 }
             }
@@ -167,6 +173,7 @@ impl SummaryListener {
                 speculative,
                 ..
             } => {
+                self.stage_attempts.insert(*task, *stage_attempt);
                 if let Some(s) = self.running.get_mut(&task.job) {
                     s.recomputed_tasks += usize::from(*stage_attempt > 0);
                     s.speculative_tasks += usize::from(*speculative);
@@ -180,6 +187,7 @@ impl SummaryListener {
                 ..
             } => {
                 let run = Duration::from_micros(m.run_micros);
+                let attempt = self.stage_attempts.remove(task).unwrap_or_default();
                 if let Some(s) = self.running.get_mut(&task.job) {
                     match failure.as_ref().map(|f| &f.kind) {
                         Some(FailureKind::Killed) => s.killed_tasks += 1,
@@ -194,7 +202,7 @@ impl SummaryListener {
                     s.shuffle_bytes_written += m.shuffle_bytes_written;
                     s.invalid_utf8_lines += m.invalid_utf8_lines;
                 }
-                if let Some(st) = self.stage(task.job, task.stage) {
+                if let Some(st) = self.stage(task.job, task.stage, attempt) {
                     st.tasks += 1;
                     st.task_time += run;
                     st.records_read += m.records_read;
@@ -205,6 +213,7 @@ impl SummaryListener {
                 }
             }
             SchedulerEvent::JobEnded { job, elapsed, .. } => {
+                self.stage_attempts.retain(|t, _| t.job != *job);
                 if let Some(mut s) = self.running.remove(job) {
                     s.elapsed = *elapsed;
                     if s.invalid_utf8_lines > 0 {
@@ -223,12 +232,12 @@ impl SummaryListener {
         }
     }
 
-    fn stage(&mut self, job: JobId, stage: StageId) -> Option<&mut StageSummary> {
+    fn stage(&mut self, job: JobId, stage: StageId, attempt: u32) -> Option<&mut StageSummary> {
         self.running
             .get_mut(&job)?
             .stage_summaries
             .iter_mut()
             .rev()
-            .find(|s| s.stage == stage)
+            .find(|s| s.stage == stage && s.attempt == attempt)
     }
 }
