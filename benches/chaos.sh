@@ -150,11 +150,11 @@ cluster_run() {
   fi
 }
 
-# counts JOB-MODE: "E lost, R retried, C recomputed, T task attempts" from
-# the driver's log: `executor lost` and `task failed; retrying` lines, and
-# the job summary (`ctx.last_job()` at RIFFLE_LOG=info), whose stage table
-# has one row per stage attempt: tasks of a stage's second and later rows
-# are recomputed.
+# counts JOB-MODE: "E lost, R retried, C recomputed, S speculative, T task
+# attempts" from the driver's log: `executor lost` and `task failed;
+# retrying` lines, and the job summary (`ctx.last_job()` at
+# RIFFLE_LOG=info) with its `faults:` line (tasks launched by stage
+# attempts after the first are recomputed).
 counts() {
   local log="$tmp/$1.err"
   local lost retried
@@ -163,10 +163,14 @@ counts() {
   awk -v lost="$lost" -v retried="$retried" '
     /job: [0-9]+ stages, [0-9]+ tasks/ {
       for (i = 1; i <= NF; i++) if ($i == "tasks,") tasks += $(i - 1)
-      delete seen
     }
-    $1 ~ /^stage-[0-9]+$/ && $2 ~ /^[0-9]+$/ { if (seen[$1]++) recomputed += $2 }
-    END { printf "%d lost, %d retried, %d recomputed, %d task attempts", lost, retried, recomputed, tasks }
+    /^faults: / {
+      for (i = 1; i <= NF; i++) {
+        if ($i == "recomputed") recomputed += $(i - 1)
+        if ($i == "speculative,") speculative += $(i - 1)
+      }
+    }
+    END { printf "%d lost, %d retried, %d recomputed, %d speculative, %d task attempts", lost, retried, recomputed, speculative, tasks }
   ' "$log"
 }
 
