@@ -310,6 +310,25 @@ pub(crate) struct DriverServer {
     pub(crate) cluster: Arc<Cluster>,
 }
 
+impl DriverServer {
+    /// Refuses calls from an executor this driver does not know (never
+    /// registered, or already declared lost).
+    fn registered(&self, id: ExecutorId) -> Result<(), Status> {
+        let known = self
+            .cluster
+            .members
+            .lock()
+            .is_ok_and(|m| m.executors.contains_key(&id));
+        if known {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition(format!(
+                "{id} is not registered with this driver"
+            )))
+        }
+    }
+}
+
 /// Held by an executor's watch stream: dropping it (the connection closed)
 /// declares the executor lost.
 struct ConnectionGuard {
@@ -339,16 +358,7 @@ impl DriverService for DriverServer {
         request: Request<v1::WatchExecutorRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let id = ExecutorId(request.into_inner().executor_id);
-        let known = self
-            .cluster
-            .members
-            .lock()
-            .is_ok_and(|m| m.executors.contains_key(&id));
-        if !known {
-            return Err(Status::failed_precondition(format!(
-                "{id} is not registered with this driver"
-            )));
-        }
+        self.registered(id)?;
         let guard = ConnectionGuard {
             cluster: Arc::downgrade(&self.cluster),
             id,
@@ -458,16 +468,7 @@ impl DriverService for DriverServer {
     ) -> Result<Response<v1::ReportTaskStatusResponse>, Status> {
         let r = request.into_inner();
         let executor = ExecutorId(r.executor_id);
-        let registered = self
-            .cluster
-            .members
-            .lock()
-            .is_ok_and(|m| m.executors.contains_key(&executor));
-        if !registered {
-            return Err(Status::failed_precondition(format!(
-                "{executor} is not registered with this driver"
-            )));
-        }
+        self.registered(executor)?;
         // Validate the whole batch first: a bad status changes nothing.
         let statuses = r
             .statuses
