@@ -228,3 +228,20 @@ fn a_straggler_is_overtaken_by_a_speculative_copy_and_its_output_kept_once() {
         .collect();
     assert_eq!(text.lines().count(), 101, "one line per distinct word");
 }
+
+#[test]
+fn an_executor_that_stops_heartbeating_is_dropped_and_its_tasks_rerun() {
+    let (out, stderr) = ok(&run(
+        "jobs",
+        &["--master", "local-cluster[2,1]", "slow"],
+        &[
+            ("RIFFLE_FAILPOINTS", "heartbeat-drop(executor=1)"),
+            ("RIFFLE_HEARTBEAT_TIMEOUT_MS", "1500"),
+        ],
+    ));
+    assert_eq!(out.trim(), "40");
+    assert!(
+        stderr.contains("executor-1") && stderr.contains("no heartbeat for"),
+        "{stderr}"
+    );
+}

@@ -672,3 +672,43 @@ fn a_straggler_gets_a_speculative_copy_elsewhere_and_the_first_success_wins() {
     assert_eq!(summary.speculative_tasks, 1, "{summary}");
     assert_eq!(summary.killed_tasks, 1, "{summary}");
 }
+
+#[test]
+fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition() {
+    let mut h = harness(&[2], SchedulingMode::Fifo, Duration::from_secs(5));
+    let mut graph = StageGraph::build(result_job(shuffled(vec![(1, source(2))], 2))).unwrap();
+    graph.stages[0].deterministic = false;
+    let (reply, rx) = oneshot::channel();
+    let job = ActiveJob::new(JobId(0), graph, reply);
+    h.scheduler.tx.send(Command::Submit(Box::new(job))).unwrap();
+    let maps = h.launched_n(2);
+    for t in &maps {
+        let out = map_output(&h, *t, 1, 2);
+        h.fake.end(*t, Ok(out));
+    }
+    let reads = h.launched_n(2);
+    h.fake.end(reads[0], ok(0));
+    h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
+    let (_, again) = h.launched();
+    assert_eq!((again.stage, again.partition), (StageId(0), 1));
+    let out = map_output(&h, again, 1, 2);
+    h.fake.end(again, Ok(out));
+    // Partition 0 had read the old output: it reruns too.
+    let rereads = h.launched_n(2);
+    assert_eq!(
+        rereads
+            .iter()
+            .map(|t| (t.stage, t.partition))
+            .collect::<Vec<_>>(),
+        vec![(StageId(1), 0), (StageId(1), 1)]
+    );
+    for t in rereads {
+        h.fake.end(t, ok(t.partition + 10));
+    }
+    let outputs =
+        h.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx).await })
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    assert!(matches!(&outputs[0], TaskOutput::Result(b) if b == &vec![10]));
+}
