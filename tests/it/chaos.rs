@@ -168,22 +168,26 @@ fn an_executor_killed_mid_map_stage_leaves_the_cloudfront_report_unchanged() {
 }
 
 /// The CloudFront report's reduce stage merges a handful of counters and
-/// lasts milliseconds, too short to aim a kill at from outside; until a
-/// delay failpoint can hold it, the word count over the same logs (whose
-/// reduce stage merges every distinct token) stands in for it.
+/// lasts milliseconds, too short to aim a kill at from outside: a delay
+/// failpoint holds each reduce task's first attempt for 3 s (a kill still
+/// stops it), so the stage is surely running when the executor dies.
 #[test]
-fn an_executor_killed_mid_reduce_stage_leaves_the_word_count_unchanged() {
+fn an_executor_killed_mid_reduce_stage_leaves_the_cloudfront_report_unchanged() {
     let input = generate(300_000);
     let dir = input.path().to_str().unwrap();
-    let args = ["--top", "15", dir];
-    let expected = fault_free("wordcount", &args);
+    let expected = fault_free("cloudfront", &[dir]);
     let shuffle = tempfile::tempdir().unwrap();
     let mut procs = Processes::default();
-    let (driver, executors) =
-        start_on_local_cluster(&mut procs, "wordcount", &args, shuffle.path(), &[]);
+    let (driver, executors) = start_on_local_cluster(
+        &mut procs,
+        "cloudfront",
+        &[dir],
+        shuffle.path(),
+        &[("RIFFLE_FAILPOINTS", "task-delay(stage=1,attempt=0,ms=3000)")],
+    );
     // Every map output written: the reduce stage is being launched.
     wait_for_outputs(shuffle.path(), "the map stage did not end", |n| n >= FILES);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(500));
     signal(executors[0], "KILL");
     let (out, err) = finish(&mut procs, driver);
     assert_eq!(out, expected, "{err}");
