@@ -80,6 +80,9 @@ pub(crate) struct Cluster {
     /// start-up wait watch it.
     changes: watch::Sender<u64>,
     pending: Mutex<HashMap<TaskId, Pending>>,
+    /// Set once the driver is shutting its executors down: their watch
+    /// streams closing then is no loss.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -89,6 +92,7 @@ impl Cluster {
             members: Mutex::new(Members::default()),
             changes: watch::channel(0).0,
             pending: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -156,26 +160,31 @@ impl Cluster {
                 },
             );
         }
-        let first_time = executor
-            .sent_stages
-            .lock()
-            .is_ok_and(|mut sent| sent.insert((stage.job, stage.stage, stage.attempt)));
-        let launch = Launch {
-            stage: first_time.then(|| v1::StageDefinition {
-                job: stage.job.0,
-                stage: stage.stage.0,
-                spec: stage.bytes.to_vec(),
-            }),
-            task: v1::TaskDefinition {
-                task: Some(id.into()),
-                spec,
-            },
-        };
         let member = self
             .members
             .lock()
             .is_ok_and(|m| m.executors.contains_key(&executor.id));
-        if !member || executor.queue.send(launch).is_err() {
+        // Whether this launch carries the stage's spec is decided and the
+        // launch queued under one lock: a concurrent launch of the same
+        // stage (on another runtime thread) must not reach the executor
+        // first, without the spec.
+        let queued = member
+            && executor.sent_stages.lock().is_ok_and(|mut sent| {
+                let first_time = sent.insert((stage.job, stage.stage, stage.attempt));
+                let launch = Launch {
+                    stage: first_time.then(|| v1::StageDefinition {
+                        job: stage.job.0,
+                        stage: stage.stage.0,
+                        spec: stage.bytes.to_vec(),
+                    }),
+                    task: v1::TaskDefinition {
+                        task: Some(id.into()),
+                        spec,
+                    },
+                };
+                executor.queue.send(launch).is_ok()
+            });
+        if !queued {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&id);
             }
@@ -192,6 +201,8 @@ impl Cluster {
 
     /// Asks every executor to stop (best effort, bounded wait).
     pub(crate) async fn shutdown_all(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let executors = self.executors();
         let calls = executors.iter().map(|e| {
             let mut client = e.client.clone();
@@ -338,7 +349,9 @@ struct ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        if let Some(cluster) = self.cluster.upgrade() {
+        if let Some(cluster) = self.cluster.upgrade()
+            && !cluster.closing.load(std::sync::atomic::Ordering::Relaxed)
+        {
             cluster.remove_executor(self.id, "its connection closed");
         }
     }

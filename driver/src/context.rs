@@ -276,8 +276,13 @@ impl ContextBuilder {
         self.set(|c| c.speculation = on.then(Speculation::default))
     }
 
-    /// Turns speculative execution on with these settings.
-    pub fn speculation_with(self, settings: Speculation) -> Self {
+    /// Turns speculative execution on with these settings; `build` fails
+    /// on settings [`Speculation::check`] refuses.
+    pub fn speculation_with(mut self, settings: Speculation) -> Self {
+        if let Err(e) = settings.check() {
+            self.config = Err(DriverError::Config(e));
+            return self;
+        }
         self.set(|c| c.speculation = Some(settings))
     }
 
@@ -332,7 +337,8 @@ pub struct StageSummary {
 pub struct JobSummary {
     /// Per-stage figures, in the order the stages ran.
     pub stage_summaries: Vec<StageSummary>,
-    /// Stages run.
+    /// Stage attempts run (a stage resubmitted to recompute lost output
+    /// counts once per attempt).
     pub stages: usize,
     /// Task attempts run (including retries).
     pub tasks: usize,

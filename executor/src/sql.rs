@@ -170,34 +170,99 @@ fn internal(message: String) -> TaskFailure {
     }
 }
 
-/// A DataFusion error as a typed task failure, decided by the root
-/// cause's type: a Riffle error carried through DataFusion keeps its own
+/// A DataFusion error as a typed task failure, decided by the types along
+/// its chain of sources (a storage error may come wrapped in a Parquet or
+/// Arrow error): a Riffle error carried through DataFusion keeps its own
 /// kind (a fetch failure stays one); storage trouble and exhausted memory
-/// are retried; a plan DataFusion rejects on the executor is the driver's
-/// bug; an error evaluating rows (a failed cast, an overflow) is the data's.
+/// are retried; a plan DataFusion rejects on the executor, or a panic in
+/// one of its tasks, is Riffle's bug; an error evaluating rows (a failed
+/// cast, an overflow) is the data's.
 fn failure(id: TaskId, error: DataFusionError) -> TaskFailure {
-    let root = error.find_root();
-    if let DataFusionError::External(e) = root
-        && let Some(pipeline) = e.downcast_ref::<PipelineError>()
-    {
-        let mut failure = TaskFailure::from(pipeline.clone());
-        failure.message = format!("{id}: {error}");
-        return failure;
+    let message = format!("{id}: {error}");
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = cause {
+        if let Some(pipeline) = e.downcast_ref::<PipelineError>() {
+            let mut failure = TaskFailure::from(pipeline.clone());
+            failure.message = message;
+            return failure;
+        }
+        if e.is::<object_store::Error>() || e.is::<std::io::Error>() {
+            return TaskFailure {
+                kind: FailureKind::Retryable,
+                message,
+            };
+        }
+        cause = e.source();
     }
-    let kind = match root {
-        DataFusionError::ObjectStore(_)
-        | DataFusionError::IoError(_)
-        | DataFusionError::ResourcesExhausted(_) => FailureKind::Retryable,
+    let kind = match error.find_root() {
+        DataFusionError::ResourcesExhausted(_) => FailureKind::Retryable,
         DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_)
         | DataFusionError::Configuration(_)
         | DataFusionError::Internal(_)
+        | DataFusionError::ExecutionJoin(_)
         | DataFusionError::Substrait(_) => FailureKind::Internal,
         _ => FailureKind::BadInput,
     };
-    TaskFailure {
-        kind,
-        message: format!("{id}: {error}"),
+    TaskFailure { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riffle_planner::ids::{JobId, ShuffleId, StageId};
+
+    fn kind(error: DataFusionError) -> FailureKind {
+        let id = TaskId {
+            job: JobId(0),
+            stage: StageId(1),
+            partition: 2,
+            attempt: 0,
+        };
+        failure(id, error).kind
+    }
+
+    #[test]
+    fn failures_are_typed_by_their_causes() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(kind(DataFusionError::IoError(io())), FailureKind::Retryable);
+        // A storage error wrapped by the Parquet reader is still storage.
+        let wrapped = DataFusionError::ArrowError(
+            Box::new(
+                riffle_sql::datafusion::arrow::error::ArrowError::ExternalError(Box::new(io())),
+            ),
+            None,
+        );
+        assert_eq!(kind(wrapped), FailureKind::Retryable);
+        let fetch = PipelineError::FetchFailed {
+            shuffle: ShuffleId(3),
+            map_partition: 4,
+            data_path: "s/map-4/attempt-0.data".into(),
+            message: "missing".into(),
+        };
+        let carried = DataFusionError::Context(
+            "reading".into(),
+            Box::new(DataFusionError::External(Box::new(fetch))),
+        );
+        assert!(matches!(
+            kind(carried),
+            FailureKind::FetchFailed {
+                map_partition: 4,
+                ..
+            }
+        ));
+        assert_eq!(
+            kind(DataFusionError::Plan("no such column".into())),
+            FailureKind::Internal
+        );
+        assert_eq!(
+            kind(DataFusionError::ResourcesExhausted("memory".into())),
+            FailureKind::Retryable
+        );
+        assert_eq!(
+            kind(DataFusionError::Execution("cast overflow".into())),
+            FailureKind::BadInput
+        );
     }
 }

@@ -26,10 +26,14 @@ use riffle_planner::task::{
     FailureKind, PartitionPlan, TaskFailure, TaskOutput, TaskSpec, TaskStatus, encode,
 };
 use riffle_shuffle::ShuffleStore;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
+
+/// How long a job whose result is ready waits for its killed speculative
+/// losers to report.
+pub(crate) const LOSER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where a job's outcome goes: the caller's handle.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<TaskOutput>, DriverError>>;
@@ -61,6 +65,11 @@ pub(crate) struct ActiveJob {
     result: Option<Vec<TaskOutput>>,
     /// Launched tasks whose status has not come back.
     pub(crate) in_flight: usize,
+    /// Losing speculative attempts killed and not yet reported: a job
+    /// whose result is ready waits for them only [`LOSER_GRACE`].
+    losers: HashSet<TaskId>,
+    /// When the result became ready.
+    result_at: Option<Instant>,
     /// Set when the job is aborting: the error its caller gets.
     failure: Option<DriverError>,
     /// Whether the abort is a cancellation.
@@ -104,6 +113,8 @@ impl ActiveJob {
             samples: HashMap::new(),
             result: None,
             in_flight: 0,
+            losers: HashSet::new(),
+            result_at: None,
             failure: None,
             cancelled: false,
             aborted_at: None,
@@ -117,10 +128,20 @@ impl ActiveJob {
         self.failure.is_some()
     }
 
-    /// Whether nothing is left to wait for: the result is there or the job
-    /// aborted, and no launched task is still out.
+    /// Whether nothing is left to wait for: the job aborted and no
+    /// launched task is still out, or the result is there and every task
+    /// still out is a killed speculative loser, reported or not within
+    /// [`LOSER_GRACE`] (a loser stuck in one call of user code, or on a
+    /// hung executor, must not hold the answer back; its objects are
+    /// attempt-scoped and never committed).
     pub(crate) fn is_done(&self) -> bool {
-        (self.result.is_some() || self.failure.is_some()) && self.in_flight == 0
+        if self.failure.is_some() {
+            return self.in_flight == 0;
+        }
+        self.result.is_some()
+            && (self.in_flight == 0
+                || (self.in_flight <= self.losers.len()
+                    && self.result_at.is_some_and(|t| t.elapsed() >= LOSER_GRACE)))
     }
 
     /// The job's outcome, once done.
@@ -303,6 +324,28 @@ impl ActiveJob {
     ) -> Option<DriverError> {
         self.in_flight = self.in_flight.saturating_sub(1);
         let id = status.id;
+        self.losers.remove(&id);
+        // A stale attempt's fetch failure still says an output is gone
+        // (Spark unregisters it too): without this, each stage attempt
+        // would recover one lost output, and several lost at once (a
+        // whole map stage's) would exhaust the stage's attempts.
+        let mut written_by = String::new();
+        if let Err(TaskFailure {
+            kind:
+                FailureKind::FetchFailed {
+                    shuffle,
+                    map_partition,
+                    data_path,
+                },
+            ..
+        }) = &status.result
+            && let Some(lost) = self.forget_output(*shuffle, *map_partition, data_path)
+        {
+            written_by = format!(
+                " (written by attempt {} on {})",
+                lost.attempt, lost.executor
+            );
+        }
         let i = id.stage.0 as usize;
         let tasks = self.stages.get_mut(i).and_then(|s| s.tasks.as_mut())?;
         if !tasks.is_current(&id) {
@@ -326,7 +369,9 @@ impl ActiveJob {
                 }
                 for (attempt, executor) in tasks.succeeded(&id, output) {
                     tracing::info!(task = %id, loser = attempt, %executor, "first attempt to finish wins; killing the other");
-                    kills.push((executor, TaskId { attempt, ..id }));
+                    let loser = TaskId { attempt, ..id };
+                    self.losers.insert(loser);
+                    kills.push((executor, loser));
                 }
                 // Only a stage changing state can make others ready.
                 if self.finish_if_done(id.stage, events)
@@ -342,7 +387,9 @@ impl ActiveJob {
                     None
                 }
                 Decision::Ignore => None,
-                Decision::FetchFailed => self.fetch_failed(id, failure, policy, events, kills),
+                Decision::FetchFailed => {
+                    self.fetch_failed(id, failure, written_by, policy, events, kills)
+                }
                 Decision::FailJob => Some(DriverError::TaskFailed {
                     job: self.id,
                     stage: id.stage,
@@ -369,6 +416,7 @@ impl ActiveJob {
         &mut self,
         id: TaskId,
         failure: TaskFailure,
+        written_by: String,
         policy: &Policy,
         events: &mut Vec<SchedulerEvent>,
         kills: &mut Kills,
@@ -376,7 +424,7 @@ impl ActiveJob {
         let FailureKind::FetchFailed {
             shuffle,
             map_partition,
-            data_path,
+            ..
         } = &failure.kind
         else {
             return Some(DriverError::Internal(format!(
@@ -389,13 +437,6 @@ impl ActiveJob {
                 self.id
             )));
         };
-        let registered = self.tracker.output(*shuffle, *map_partition);
-        let written_by = registered
-            .map(|o| format!(" (written by attempt {} on {})", o.attempt, o.executor))
-            .unwrap_or_default();
-        if registered.is_some_and(|o| o.status.data_path == *data_path) {
-            self.tracker.invalidate_partition(*shuffle, *map_partition);
-        }
         tracing::warn!(task = %id, %shuffle, map_partition, cause = %failure.message, "fetch failed; recomputing the lost map output");
         let i = id.stage.0 as usize;
         self.end_stage_attempt(
@@ -426,6 +467,22 @@ impl ActiveJob {
             parent_run.state = StageState::Waiting;
         }
         self.submit_ready(policy, events).err()
+    }
+
+    /// Forgets a map output a reader could not fetch, if it is still the
+    /// registered one (an output already replaced stays); returns it.
+    fn forget_output(
+        &mut self,
+        shuffle: ShuffleId,
+        map_partition: u32,
+        data_path: &str,
+    ) -> Option<MapOutput> {
+        let registered = self.tracker.output(shuffle, map_partition)?;
+        if registered.status.data_path != data_path {
+            return None;
+        }
+        tracing::warn!(%shuffle, map_partition, data_path, "map output lost");
+        self.tracker.invalidate_partition(shuffle, map_partition)
     }
 
     /// Ends stage `i`'s running attempt early: its running tasks are
@@ -535,7 +592,10 @@ impl ActiveJob {
             let outputs: Option<Vec<TaskOutput>> =
                 run.outputs.iter_mut().map(Option::take).collect();
             match outputs {
-                Some(outputs) => self.result = Some(outputs),
+                Some(outputs) => {
+                    self.result = Some(outputs);
+                    self.result_at = Some(Instant::now());
+                }
                 None => {
                     self.failure = Some(DriverError::Internal(format!(
                         "{stage} of {} finished with partitions missing",

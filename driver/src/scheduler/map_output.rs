@@ -55,13 +55,16 @@ impl MapOutputTracker {
         }
     }
 
-    /// Forgets one map partition's output; returns whether it was there.
-    pub(crate) fn invalidate_partition(&mut self, shuffle: ShuffleId, partition: u32) -> bool {
+    /// Forgets one map partition's output; returns it if it was there.
+    pub(crate) fn invalidate_partition(
+        &mut self,
+        shuffle: ShuffleId,
+        partition: u32,
+    ) -> Option<MapOutput> {
         self.shuffles
             .get_mut(&shuffle)
             .and_then(|slots| slots.get_mut(partition as usize))
             .and_then(Option::take)
-            .is_some()
     }
 
     /// Forgets every output written by `executor` (for stores that are
@@ -176,8 +179,8 @@ mod tests {
         t.add(ShuffleId(1), 1, output("b", 1));
         t.add(ShuffleId(1), 2, output("c", 1));
         assert_eq!(t.output(ShuffleId(1), 2).map(|o| o.attempt), Some(0));
-        assert!(t.invalidate_partition(ShuffleId(1), 0));
-        assert!(!t.invalidate_partition(ShuffleId(1), 0));
+        assert!(t.invalidate_partition(ShuffleId(1), 0).is_some());
+        assert!(t.invalidate_partition(ShuffleId(1), 0).is_none());
         let mut lost = t.invalidate_executor(ExecutorId(1));
         lost.sort();
         assert_eq!(lost, vec![(ShuffleId(1), 1), (ShuffleId(1), 2)]);

@@ -27,6 +27,26 @@ impl Speculation {
     pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 }
 
+impl Speculation {
+    /// Checks the settings: a multiplier of at least 1 (a finite number)
+    /// and a quantile from 0 to 1; the error names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(format!(
+                "speculation multiplier {} must be a number of at least 1",
+                self.multiplier
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.quantile) {
+            return Err(format!(
+                "speculation quantile {} must be from 0 to 1",
+                self.quantile
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Speculation {
     fn default() -> Self {
         Speculation {

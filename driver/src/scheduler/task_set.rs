@@ -280,16 +280,20 @@ impl TaskSet {
         if !others_running {
             self.tasks[p] = TaskState::Pending;
             self.speculatable.retain(|q| *q != id.partition);
+            // The retry may straggle too (Spark copies again once one
+            // attempt is left).
+            self.speculated[p] = false;
             self.queue.push_back(id.partition);
         }
         decision
     }
 
+    /// Gives up on a partition; an attempt of it still running (a
+    /// speculative copy) stays `Running`, so that the job's abort kills it.
     fn abort_partition(&mut self, p: usize) {
-        if let TaskState::Running(others) = &self.tasks[p] {
-            self.running -= others.len();
+        if !matches!(&self.tasks[p], TaskState::Running(others) if !others.is_empty()) {
+            self.tasks[p] = TaskState::Aborted;
         }
-        self.tasks[p] = TaskState::Aborted;
     }
 
     /// Marks running tasks that are much slower than this attempt's

@@ -564,6 +564,9 @@ fn a_fetch_failure_recomputes_only_the_lost_map_output_then_the_unfinished_reads
     }
     let reads = h.launched_n(2);
     h.fake.end(reads[0], ok(0));
+    // Statuses travel through tasks of their own: let this one land first
+    // (a success arriving after its stage attempt ended would be stale).
+    std::thread::sleep(Duration::from_millis(100));
     // Reduce partition 1 cannot read map partition 1's output.
     h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
     let (_, again) = h.launched();
@@ -688,6 +691,7 @@ fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition
     }
     let reads = h.launched_n(2);
     h.fake.end(reads[0], ok(0));
+    std::thread::sleep(Duration::from_millis(100));
     h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
     let (_, again) = h.launched();
     assert_eq!((again.stage, again.partition), (StageId(0), 1));
@@ -711,4 +715,84 @@ fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition
             .unwrap()
             .unwrap();
     assert!(matches!(&outputs[0], TaskOutput::Result(b) if b == &vec![10]));
+}
+
+#[test]
+fn outputs_lost_together_are_all_recovered_within_the_stage_attempt_limit() {
+    let mut h = harness(&[2], SchedulingMode::Fifo, Duration::from_secs(5));
+    let job = submit(&h, result_job(shuffled(vec![(1, source(2))], 2)));
+    let maps = h.launched_n(2);
+    for t in &maps {
+        let out = map_output(&h, *t, 1, 2);
+        h.fake.end(*t, Ok(out));
+    }
+    let reads = h.launched_n(2);
+    // Both map outputs are gone: reader 1 says so first; reader 0's report
+    // arrives after its stage attempt ended (a stale status) and must
+    // still count.
+    h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
+    let stale = TaskStatus {
+        id: reads[0],
+        executor: ExecutorId(0),
+        result: fetch_failed(&h, maps[0], 1),
+        metrics: TaskMetrics::default(),
+    };
+    let _ = h.scheduler.tx.send(Command::TaskEnded {
+        executor: ExecutorId(0),
+        status: stale,
+        launched: std::time::Instant::now(),
+    });
+    let mut rerun = Vec::new();
+    for _ in 0..2 {
+        let (_, t) = h.launched();
+        assert_eq!(t.stage, StageId(0));
+        rerun.push(t.partition);
+        let out = map_output(&h, t, 1, 2);
+        h.fake.end(t, Ok(out));
+    }
+    rerun.sort();
+    assert_eq!(rerun, vec![0, 1]);
+    for t in h.launched_n(2) {
+        assert_eq!(t.stage, StageId(1));
+        h.fake.end(t, ok(t.partition));
+    }
+    assert!(h.wait(job).is_ok());
+}
+
+#[test]
+fn a_speculative_copy_is_killed_when_the_original_fails_the_job() {
+    let spec = Speculation {
+        multiplier: 1.5,
+        quantile: 0.5,
+    };
+    let mut h = harness_with(
+        &[2, 2],
+        SchedulingMode::Fifo,
+        Duration::from_secs(5),
+        Some(spec),
+    );
+    let job = submit(&h, result_job(source(2)));
+    let mut launched: Vec<(ExecutorId, TaskId)> = (0..2).map(|_| h.launched()).collect();
+    launched.sort_by_key(|(_, t)| t.partition);
+    h.fake.end(launched[0].1, ok(0));
+    let slow = launched[1].1;
+    let (_, copy) = h.launched();
+    assert_eq!((copy.partition, copy.attempt), (1, 1));
+    h.fake.end(slow, failure(FailureKind::User));
+    assert!(matches!(h.wait(job), Err(DriverError::TaskFailed { .. })));
+    assert_eq!(h.fake.killed.lock().unwrap().clone(), vec![copy]);
+}
+
+#[test]
+fn bad_speculation_settings_are_refused() {
+    for (multiplier, quantile) in [(0.5, 0.75), (f64::NAN, 0.75), (1.5, 1.5), (1.5, -0.1)] {
+        let err = Speculation {
+            multiplier,
+            quantile,
+        }
+        .check()
+        .unwrap_err();
+        assert!(err.contains("speculation"), "{err}");
+    }
+    assert!(Speculation::default().check().is_ok());
 }
