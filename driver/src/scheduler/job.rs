@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 /// How long a job whose result is ready waits for its killed speculative
 /// losers to report.
-pub(crate) const LOSER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const LOSER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Where a job's outcome goes: the caller's handle.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<TaskOutput>, DriverError>>;
