@@ -85,6 +85,12 @@ pub(crate) struct Cluster {
     closing: std::sync::atomic::AtomicBool,
 }
 
+/// How long the driver waits for each executor to acknowledge a shutdown:
+/// a hung one must not hold the driver's exit back (children also stop
+/// when their stdin closes, and others when their heartbeats go
+/// unanswered).
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+
 impl Cluster {
     pub(crate) fn new(settings: ClusterSettings) -> Arc<Cluster> {
         Arc::new(Cluster {
@@ -207,11 +213,9 @@ impl Cluster {
         let calls = executors.iter().map(|e| {
             let mut client = e.client.clone();
             async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    client.shutdown(v1::ShutdownRequest {}),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(SHUTDOWN_WAIT, client.shutdown(v1::ShutdownRequest {}))
+                        .await;
             }
         });
         futures::future::join_all(calls).await;

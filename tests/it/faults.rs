@@ -144,7 +144,7 @@ fn a_failure_that_repeats_fails_the_job_with_its_cause_and_one_that_does_not_is_
 }
 
 #[test]
-fn a_misspelt_failpoint_is_refused_at_start() {
+fn a_misspelt_failpoint_or_bad_fault_setting_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 100, 1);
     let out = wordcount(dir.path(), Some("map-output-delet(stage=0)"));
@@ -154,6 +154,18 @@ fn a_misspelt_failpoint_is_refused_at_start() {
         stderr.contains("RIFFLE_FAILPOINTS") && stderr.contains("map-output-delet"),
         "{stderr}"
     );
+    let input = dir.path().join("*.log");
+    for (var, value) in [
+        ("RIFFLE_SPECULATION", "maybe"),
+        ("RIFFLE_SPECULATION_MULTIPLIER", "0.5"),
+        ("RIFFLE_SPECULATION_QUANTILE", "2"),
+        ("RIFFLE_MAX_STAGE_ATTEMPTS", "many"),
+    ] {
+        let out = run("wordcount", &[input.to_str().unwrap()], &[(var, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert!(stderr.contains(var) && stderr.contains(value), "{stderr}");
+    }
 }
 
 #[test]

@@ -432,7 +432,9 @@ impl EventLoop {
                 if let Err(e) = deps.shuffle.delete_outputs(&paths).await {
                     tracing::warn!(job = %id, error = %e, "could not delete shuffle output");
                 }
-                deps.backend.clone().remove_job(id).await;
+                // Executors forgetting the job's stages must not hold its
+                // answer back (a hung one answers nobody).
+                tokio::spawn(deps.backend.clone().remove_job(id));
                 let _ = tx.send(Command::Finished {
                     job: id,
                     result,
