@@ -188,10 +188,10 @@ fn harness_with(
 }
 
 impl Harness {
-    /// The next launch, waiting up to 5 s.
+    /// The next launch, waiting up to 20 s (a loaded CI machine is slow).
     fn launched(&mut self) -> (ExecutorId, TaskId) {
         self.rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), self.launches.recv())
+            tokio::time::timeout(Duration::from_secs(20), self.launches.recv())
                 .await
                 .expect("a task was launched")
                 .expect("launch channel open")
