@@ -203,16 +203,18 @@ impl ActiveJob {
                         plan_stage(self.id, node, attempt, &self.tracker, &self.samples)?;
                     Ok((stage_message(&spec)?, plans))
                 })?;
-                let (message, mut plans) = planned;
-                let subset: Vec<(u32, PartitionPlan)> = todo
-                    .iter()
-                    .filter_map(|p| {
-                        let plan = std::mem::replace(
-                            plans.get_mut(*p as usize)?,
-                            PartitionPlan::Sql { partition: *p },
-                        );
-                        Some((*p, plan))
-                    })
+                let (message, plans) = planned;
+                let mut wanted = vec![false; plans.len()];
+                for p in &todo {
+                    if let Some(w) = wanted.get_mut(*p as usize) {
+                        *w = true;
+                    }
+                }
+                let subset: Vec<(u32, PartitionPlan)> = plans
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(p, _)| wanted[*p])
+                    .map(|(p, plan)| (p as u32, plan))
                     .collect();
                 let (stage, name, partitions) = (node.id, node.name.clone(), node.partitions);
                 let run = &mut self.stages[i];

@@ -175,6 +175,9 @@ impl TaskSet {
             }
         };
         let p = partition as usize;
+        // Checked before any state changes: a partition not in this set
+        // has no plan.
+        self.plans[p].as_ref()?;
         let attempt = self.next_attempt[p];
         self.next_attempt[p] += 1;
         let started = RunningAttempt {

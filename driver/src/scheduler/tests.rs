@@ -553,16 +553,36 @@ fn fetch_failed(h: &Harness, map: TaskId, shuffle: u32) -> Result<TaskOutput, Ta
     })
 }
 
+/// Ends the 2 map tasks of a 2 x 2 shuffle job with their outputs; the
+/// map tasks and the 2 reads launched next.
+fn maps_then_reads(h: &mut Harness) -> (Vec<TaskId>, Vec<TaskId>) {
+    let maps = h.launched_n(2);
+    for t in &maps {
+        let out = map_output(h, *t, 1, 2);
+        h.fake.end(*t, Ok(out));
+    }
+    (maps, h.launched_n(2))
+}
+
+/// Two executors of 2 slots, speculating once half a stage finished.
+fn speculating_harness() -> Harness {
+    let spec = Speculation {
+        multiplier: 1.5,
+        quantile: 0.5,
+    };
+    harness_with(
+        &[2, 2],
+        SchedulingMode::Fifo,
+        Duration::from_secs(5),
+        Some(spec),
+    )
+}
+
 #[test]
 fn a_fetch_failure_recomputes_only_the_lost_map_output_then_the_unfinished_reads() {
     let mut h = harness(&[2], SchedulingMode::Fifo, Duration::from_secs(5));
     let job = submit(&h, result_job(shuffled(vec![(1, source(2))], 2)));
-    let maps = h.launched_n(2);
-    for t in &maps {
-        let out = map_output(&h, *t, 1, 2);
-        h.fake.end(*t, Ok(out));
-    }
-    let reads = h.launched_n(2);
+    let (maps, reads) = maps_then_reads(&mut h);
     h.fake.end(reads[0], ok(0));
     // Statuses travel through tasks of their own: let this one land first
     // (a success arriving after its stage attempt ended would be stale).
@@ -646,16 +666,7 @@ fn a_lost_executor_does_not_count_against_the_task() {
 
 #[test]
 fn a_straggler_gets_a_speculative_copy_elsewhere_and_the_first_success_wins() {
-    let spec = Speculation {
-        multiplier: 1.5,
-        quantile: 0.5,
-    };
-    let mut h = harness_with(
-        &[2, 2],
-        SchedulingMode::Fifo,
-        Duration::from_secs(5),
-        Some(spec),
-    );
+    let mut h = speculating_harness();
     let job = submit(&h, result_job(source(4)));
     let mut launched: Vec<(ExecutorId, TaskId)> = (0..4).map(|_| h.launched()).collect();
     launched.sort_by_key(|(_, t)| t.partition);
@@ -684,12 +695,7 @@ fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition
     let (reply, rx) = oneshot::channel();
     let job = ActiveJob::new(JobId(0), graph, reply);
     h.scheduler.tx.send(Command::Submit(Box::new(job))).unwrap();
-    let maps = h.launched_n(2);
-    for t in &maps {
-        let out = map_output(&h, *t, 1, 2);
-        h.fake.end(*t, Ok(out));
-    }
-    let reads = h.launched_n(2);
+    let (maps, reads) = maps_then_reads(&mut h);
     h.fake.end(reads[0], ok(0));
     std::thread::sleep(Duration::from_millis(100));
     h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
@@ -721,12 +727,7 @@ fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition
 fn outputs_lost_together_are_all_recovered_within_the_stage_attempt_limit() {
     let mut h = harness(&[2], SchedulingMode::Fifo, Duration::from_secs(5));
     let job = submit(&h, result_job(shuffled(vec![(1, source(2))], 2)));
-    let maps = h.launched_n(2);
-    for t in &maps {
-        let out = map_output(&h, *t, 1, 2);
-        h.fake.end(*t, Ok(out));
-    }
-    let reads = h.launched_n(2);
+    let (maps, reads) = maps_then_reads(&mut h);
     // Both map outputs are gone: reader 1 says so first; reader 0's report
     // arrives after its stage attempt ended (a stale status) and must
     // still count.
@@ -761,16 +762,7 @@ fn outputs_lost_together_are_all_recovered_within_the_stage_attempt_limit() {
 
 #[test]
 fn a_speculative_copy_is_killed_when_the_original_fails_the_job() {
-    let spec = Speculation {
-        multiplier: 1.5,
-        quantile: 0.5,
-    };
-    let mut h = harness_with(
-        &[2, 2],
-        SchedulingMode::Fifo,
-        Duration::from_secs(5),
-        Some(spec),
-    );
+    let mut h = speculating_harness();
     let job = submit(&h, result_job(source(2)));
     let mut launched: Vec<(ExecutorId, TaskId)> = (0..2).map(|_| h.launched()).collect();
     launched.sort_by_key(|(_, t)| t.partition);
