@@ -732,6 +732,9 @@ fn outputs_lost_together_are_all_recovered_within_the_stage_attempt_limit() {
     // arrives after its stage attempt ended (a stale status) and must
     // still count.
     h.fake.end(reads[1], fetch_failed(&h, maps[1], 1));
+    // Let reader 1's status (which travels through a task of its own)
+    // land before reader 0's is injected.
+    std::thread::sleep(Duration::from_millis(100));
     let stale = TaskStatus {
         id: reads[0],
         executor: ExecutorId(0),
