@@ -59,6 +59,10 @@ pub use riffle_driver::{
     Config, Context, ContextBuilder, Data, Dataset, DriverError, JobHandle, JobOutcome, JobSummary,
     Master, SchedulerEvent, SchedulingMode, Speculation, StatementOutput,
 };
+/// An error and its chain of causes as one line (`anyhow`'s `{:#}`).
+pub use riffle_planner::report;
+/// Why a task failed, as [`DriverError::TaskFailed`] reports it.
+pub use riffle_planner::task::FailureKind;
 pub use riffle_sql as sql;
 /// Arrow, as used by Riffle's SQL results.
 pub use riffle_sql::datafusion::arrow;

@@ -503,9 +503,12 @@ impl Context {
                     std::process::id(),
                     CONTEXTS.fetch_add(1, Ordering::Relaxed)
                 ));
-                std::fs::create_dir_all(&dir).map_err(|e| DriverError::Storage {
-                    path: dir.display().to_string(),
-                    message: e.to_string(),
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    DriverError::storage(
+                        dir.display().to_string(),
+                        "creating the shuffle directory",
+                        e,
+                    )
                 })?;
                 (dir.display().to_string(), Some(dir))
             }
@@ -646,10 +649,7 @@ impl Context {
     /// The URL of output directory `dir`, which must be empty or absent
     /// (writes never mix with what is already there).
     pub(crate) fn empty_output_dir(&self, dir: &str) -> Result<url::Url, DriverError> {
-        let url = ObjectStores::to_url(dir).map_err(|e| DriverError::Input {
-            path: dir.to_string(),
-            message: e.message,
-        })?;
+        let url = ObjectStores::to_url(dir).map_err(DriverError::input)?;
         if self.output_exists(&url)? {
             return Err(DriverError::OutputExists {
                 dir: dir.to_string(),
@@ -664,14 +664,7 @@ impl Context {
                 .read_dir()
                 .is_ok_and(|mut entries| entries.next().is_some()));
         }
-        let (store, prefix) = self
-            .inner
-            .stores
-            .resolve(url)
-            .map_err(|e| DriverError::Storage {
-                path: url.to_string(),
-                message: e.to_string(),
-            })?;
+        let (store, prefix) = self.inner.stores.resolve(url).map_err(DriverError::store)?;
         let first = self.inner.runtime.block_on(async {
             let mut listing = store.list(Some(&prefix));
             futures::StreamExt::next(&mut listing).await
@@ -679,10 +672,11 @@ impl Context {
         match first {
             None => Ok(false),
             Some(Ok(_)) => Ok(true),
-            Some(Err(e)) => Err(DriverError::Storage {
-                path: url.to_string(),
-                message: e.to_string(),
-            }),
+            Some(Err(e)) => Err(DriverError::storage(
+                url.as_str(),
+                "listing the output directory",
+                e,
+            )),
         }
     }
 
@@ -790,10 +784,7 @@ impl Context {
             .stores
             .list_files(path)
             .await
-            .map_err(|e| DriverError::Input {
-                path: e.url,
-                message: e.message,
-            })
+            .map_err(DriverError::input)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Driver errors: what a job or a dataset operation can fail with.
 
+use riffle_planner::BoxError;
 use riffle_planner::ids::{ExecutorId, JobId, ShuffleId, StageId};
 use riffle_planner::task::FailureKind;
+use riffle_shuffle::stores::StoreUrlError;
 use thiserror::Error;
 
 /// Errors returned by the Dataset API and the scheduler. Each names what
@@ -15,6 +17,9 @@ pub enum DriverError {
         path: String,
         /// What is wrong with it.
         message: String,
+        /// The store's or the file system's error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The output location already holds data.
     #[error("output directory {dir} already exists and is not empty")]
@@ -75,8 +80,11 @@ pub enum DriverError {
     Storage {
         /// The object or directory.
         path: String,
-        /// The cause.
+        /// What was being done.
         message: String,
+        /// The store's or the file system's error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
     },
     /// No executor registered in time.
     #[error("{registered} of {wanted} executors registered after waiting {waited:?}; {hint}")]
@@ -107,4 +115,37 @@ pub enum DriverError {
     /// A bug in Riffle; please report it.
     #[error("internal error (please report): {0}")]
     Internal(String),
+}
+
+impl DriverError {
+    /// A storage error on `path` while doing `message`, caused by `source`.
+    pub(crate) fn storage(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        DriverError::Storage {
+            path: path.into(),
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// An unusable input or output location, as the store table reported it.
+    pub(crate) fn input(e: StoreUrlError) -> Self {
+        DriverError::Input {
+            path: e.url,
+            message: e.message,
+            source: e.source,
+        }
+    }
+
+    /// A store that cannot be opened for `path`, as a storage error.
+    pub(crate) fn store(e: StoreUrlError) -> Self {
+        DriverError::Storage {
+            path: e.url,
+            message: e.message,
+            source: e.source,
+        }
+    }
 }

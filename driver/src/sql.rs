@@ -122,7 +122,8 @@ fn table_url(path: &str) -> Result<String, DriverError> {
     }
     let absolute = std::path::absolute(path).map_err(|e| DriverError::Input {
         path: path.to_string(),
-        message: e.to_string(),
+        message: "cannot make the path absolute".into(),
+        source: Some(Box::new(e)),
     })?;
     let mut text = absolute.display().to_string();
     if path.ends_with('/') && !text.ends_with('/') {

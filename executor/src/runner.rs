@@ -289,8 +289,12 @@ impl PipelineStage {
                     if ctx.stop_if_killed() {
                         return Err(PipelineError::Killed);
                     }
-                    let encoded = encode_map_output(arrays, env.shuffle.compression)
-                        .map_err(|e| PipelineError::Shuffle(e.to_string()))?;
+                    let encoded =
+                        encode_map_output(arrays, env.shuffle.compression).map_err(|e| {
+                            PipelineError::Shuffle {
+                                source: Box::new(e),
+                            }
+                        })?;
                     Ok(CpuOutput::Map {
                         shuffle: *shuffle,
                         encoded,
@@ -300,8 +304,9 @@ impl PipelineStage {
             },
             PipelineSink::Arrow { shuffle, op } => match self.op(*op)? {
                 Op::ArrowWrite(w) => {
-                    let shuffle_error =
-                        |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle(e.to_string());
+                    let shuffle_error = |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle {
+                        source: Box::new(e),
+                    };
                     let mut output = MapOutputBuilder::new(w.schema(), 1, env.shuffle.compression)
                         .map_err(shuffle_error)?;
                     w.write(partition, ctx, &mut |batch| {
@@ -549,11 +554,11 @@ pub(crate) async fn put_task_file(
     let (store, path) = env
         .stores
         .resolve(&parsed)
-        .map_err(|e| storage_failure(e.to_string()))?;
+        .map_err(|e| storage_failure(riffle_planner::report(&e)))?;
     store
         .put(&path, PutPayload::from_bytes(Bytes::from(bytes)))
         .await
-        .map_err(|e| storage_failure(format!("writing {url}: {e}")))?;
+        .map_err(|e| storage_failure(format!("writing {url}: {}", riffle_planner::report(&e))))?;
     Ok(TaskOutput::Written { path: url })
 }
 

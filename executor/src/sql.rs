@@ -40,7 +40,7 @@ impl SqlEngine {
             .build()
             .map_err(|e| PipelineError::Internal(format!("cannot start the SQL runtime: {e}")))?;
         let session = new_session(slots, env.stores.clone(), env.shuffle.clone())
-            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            .map_err(|e| PipelineError::Internal(riffle_planner::report(&e)))?;
         Ok(SqlEngine {
             runtime: Some(runtime),
             session,
@@ -56,7 +56,7 @@ impl SqlEngine {
     /// Decodes a stage's fragment.
     pub fn decode(&self, plan: &[u8]) -> Result<Arc<dyn ExecutionPlan>, PipelineError> {
         riffle_sql::codec::decode_plan(plan, &self.session.task_ctx())
-            .map_err(|e| PipelineError::Codec(format!("decoding a SQL fragment: {e}")))
+            .map_err(|e| PipelineError::codec("decoding a SQL fragment", e))
     }
 }
 
@@ -178,13 +178,14 @@ fn internal(message: String) -> TaskFailure {
 /// one of its tasks, is Riffle's bug; an error evaluating rows (a failed
 /// cast, an overflow) is the data's.
 fn failure(id: TaskId, error: DataFusionError) -> TaskFailure {
-    let message = format!("{id}: {error}");
+    let message = format!("{id}: {}", riffle_planner::report(&error));
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = cause {
         if let Some(pipeline) = e.downcast_ref::<PipelineError>() {
-            let mut failure = TaskFailure::from(pipeline.clone());
-            failure.message = message;
-            return failure;
+            return TaskFailure {
+                kind: pipeline.failure_kind(),
+                message,
+            };
         }
         if e.is::<object_store::Error>() || e.is::<std::io::Error>() {
             return TaskFailure {
@@ -239,7 +240,7 @@ mod tests {
             shuffle: ShuffleId(3),
             map_partition: 4,
             data_path: "s/map-4/attempt-0.data".into(),
-            message: "missing".into(),
+            source: "missing".into(),
         };
         let carried = DataFusionError::Context(
             "reading".into(),

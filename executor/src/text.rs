@@ -28,20 +28,18 @@ const CHUNK_BYTES: u64 = 4 << 20;
 
 /// A storage failure carried through `std::io::Read`, kept apart from
 /// decompression errors (which mean the file itself is bad).
-#[derive(Debug)]
-struct StorageFailure(String);
+#[derive(Debug, thiserror::Error)]
+#[error("object store read failed")]
+struct StorageFailure(#[source] object_store::Error);
 
-impl std::fmt::Display for StorageFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StorageFailure {}
+/// A gzip stream that does not decode (the file itself is bad).
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt gzip data")]
+struct CorruptGzip(#[source] std::io::Error);
 
 /// A blocking reader over chunks sent by an async producer.
 pub struct ChannelReader {
-    rx: mpsc::Receiver<Result<Bytes, String>>,
+    rx: mpsc::Receiver<Result<Bytes, object_store::Error>>,
     current: Bytes,
 }
 
@@ -64,10 +62,7 @@ impl ChannelReader {
             let mut offset = start;
             while offset < size {
                 let end = (offset + CHUNK_BYTES).min(size);
-                let chunk = store
-                    .get_range(&path, offset..end)
-                    .await
-                    .map_err(|e| e.to_string());
+                let chunk = store.get_range(&path, offset..end).await;
                 let failed = chunk.is_err();
                 if tx.send(chunk).await.is_err() || failed {
                     return;
@@ -87,7 +82,7 @@ impl Read for ChannelReader {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(message)) => return Err(std::io::Error::other(StorageFailure(message))),
+                Some(Err(error)) => return Err(std::io::Error::other(StorageFailure(error))),
                 None => return Ok(0),
             }
         }
@@ -143,12 +138,12 @@ impl TextLines {
         stores: &ObjectStores,
         runtime: &tokio::runtime::Handle,
     ) -> Result<State, PipelineError> {
-        let input_err = |message: String| PipelineError::Input {
+        let input_err = |source: riffle_planner::BoxError| PipelineError::Input {
             path: self.split.url.clone(),
-            message,
+            source,
         };
-        let url = url::Url::parse(&self.split.url).map_err(|e| input_err(e.to_string()))?;
-        let (store, path) = stores.resolve(&url).map_err(|e| input_err(e.to_string()))?;
+        let url = url::Url::parse(&self.split.url).map_err(|e| input_err(e.into()))?;
+        let (store, path) = stores.resolve(&url).map_err(|e| input_err(e.into()))?;
         let split = &self.split;
         let (reader, position): (Box<dyn BufRead + Send>, u64) = match split.compression {
             Compression::Gzip => {
@@ -176,22 +171,16 @@ impl TextLines {
 
     fn read_error(&self, error: std::io::Error) -> PipelineError {
         let path = self.split.url.clone();
-        match error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<StorageFailure>())
-        {
-            Some(failure) => PipelineError::Input {
+        let storage = error.get_ref().is_some_and(|e| e.is::<StorageFailure>());
+        if !storage && self.split.compression == Compression::Gzip {
+            return PipelineError::BadInput {
                 path,
-                message: failure.0.clone(),
-            },
-            None if self.split.compression == Compression::Gzip => PipelineError::BadInput {
-                path,
-                message: format!("corrupt gzip data: {error}"),
-            },
-            None => PipelineError::Input {
-                path,
-                message: error.to_string(),
-            },
+                source: Box::new(CorruptGzip(error)),
+            };
+        }
+        PipelineError::Input {
+            path,
+            source: Box::new(error),
         }
     }
 }

@@ -390,7 +390,7 @@ impl ExecutorService for Worker {
                         executor: executor.id(),
                         result: Err(TaskFailure {
                             kind: FailureKind::Internal,
-                            message: e.to_string(),
+                            message: riffle_planner::report(&e),
                         }),
                         metrics: TaskMetrics::default(),
                     },

@@ -17,14 +17,14 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), PipelineError> {
     bincode::serde::encode_into_std_write(value, out, CONFIG)
         .map(|_| ())
-        .map_err(|e| PipelineError::Codec(format!("encoding a record: {e}")))
+        .map_err(|e| PipelineError::codec("encoding a record", e))
 }
 
 /// Decodes one record from exactly `bytes`.
 pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
     bincode::serde::decode_from_slice(bytes, CONFIG)
         .map(|(v, _)| v)
-        .map_err(|e| PipelineError::Codec(format!("decoding a record: {e}")))
+        .map_err(|e| PipelineError::codec("decoding a record", e))
 }
 
 /// Accumulates encoded records for one output partition.

@@ -31,4 +31,4 @@ pub mod pipeline;
 pub mod proto;
 pub mod task;
 
-pub use error::PipelineError;
+pub use error::{BoxError, PipelineError, report};

@@ -17,15 +17,15 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 /// Encodes a descriptor to bytes.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PipelineError> {
     bincode::serde::encode_to_vec(value, CONFIG)
-        .map_err(|e| PipelineError::Codec(format!("encoding a descriptor: {e}")))
+        .map_err(|e| PipelineError::codec("encoding a descriptor", e))
 }
 
 /// Decodes a descriptor; trailing bytes or a truncated message are errors.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)
-        .map_err(|e| PipelineError::Codec(format!("decoding a descriptor: {e}")))?;
+        .map_err(|e| PipelineError::codec("decoding a descriptor", e))?;
     if used != bytes.len() {
-        return Err(PipelineError::Codec(format!(
+        return Err(PipelineError::codec_message(format!(
             "decoding a descriptor: {} trailing bytes",
             bytes.len() - used
         )));
@@ -379,10 +379,12 @@ pub struct TaskFailure {
     pub message: String,
 }
 
-impl From<PipelineError> for TaskFailure {
-    fn from(error: PipelineError) -> Self {
-        let kind = match &error {
-            PipelineError::Input { .. } | PipelineError::Shuffle(_) => FailureKind::Retryable,
+impl PipelineError {
+    /// What the scheduler should do about this error, decided by its
+    /// variant alone.
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            PipelineError::Input { .. } | PipelineError::Shuffle { .. } => FailureKind::Retryable,
             PipelineError::BadInput { .. } => FailureKind::BadInput,
             PipelineError::FetchFailed {
                 shuffle,
@@ -395,13 +397,20 @@ impl From<PipelineError> for TaskFailure {
                 data_path: data_path.clone(),
             },
             PipelineError::Killed => FailureKind::Killed,
-            PipelineError::Codec(_)
+            PipelineError::Codec { .. }
             | PipelineError::Function { .. }
             | PipelineError::Internal(_) => FailureKind::Internal,
-        };
+        }
+    }
+}
+
+impl From<PipelineError> for TaskFailure {
+    fn from(error: PipelineError) -> Self {
         TaskFailure {
-            kind,
-            message: error.to_string(),
+            kind: error.failure_kind(),
+            // The message crosses the process boundary as text: keep the
+            // whole chain so the driver's error names the root cause.
+            message: crate::error::report(&error),
         }
     }
 }

@@ -37,7 +37,7 @@ impl ShuffleCompression {
         match setting.map(str::to_ascii_lowercase).as_deref() {
             Some("lz4") => Ok(ShuffleCompression::Lz4),
             Some("none") => Ok(ShuffleCompression::None),
-            Some(other) => Err(ShuffleError::Encode(format!(
+            Some(other) => Err(ShuffleError::encode_message(format!(
                 "RIFFLE_SHUFFLE_COMPRESSION is {other:?}; expected lz4 or none"
             ))),
             None if matches!(url.scheme(), "file" | "memory") => Ok(ShuffleCompression::None),

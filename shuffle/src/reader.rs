@@ -45,6 +45,7 @@ fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
     let corrupt = |message: String| ShuffleError::Corrupt {
         path: block.path.clone(),
         message,
+        source: None,
     };
     if bytes.len() as u64 != block.len {
         return Err(corrupt(format!(
@@ -66,15 +67,13 @@ fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
 
 /// Decodes one block (a complete IPC stream) into record batches.
 pub fn decode_batches(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, ShuffleError> {
-    let corrupt = |message: String| ShuffleError::Corrupt {
+    let corrupt = |e: arrow_schema::ArrowError| ShuffleError::Corrupt {
         path: path.to_string(),
-        message,
+        message: "not a valid Arrow IPC stream".into(),
+        source: Some(Box::new(e)),
     };
-    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| corrupt(e.to_string()))?;
-    reader
-        .map(|batch| batch.map_err(|e| corrupt(e.to_string())))
-        .collect()
+    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(corrupt)?;
+    reader.map(|batch| batch.map_err(corrupt)).collect()
 }
 
 /// Decodes one block of encoded records into their binary arrays.
@@ -90,6 +89,7 @@ pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, Shuffl
                 .ok_or_else(|| ShuffleError::Corrupt {
                     path: path.to_string(),
                     message: "block does not hold a binary record column".into(),
+                    source: None,
                 })
         })
         .collect()
@@ -111,7 +111,8 @@ pub async fn read_index(
         .map_err(|e| ShuffleError::storage(&index_path, e))?;
     riffle_planner::task::decode(&bytes).map_err(|e| ShuffleError::Corrupt {
         path: index_path.to_string(),
-        message: e.to_string(),
+        message: "not a valid index".into(),
+        source: Some(Box::new(e)),
     })
 }
 
@@ -281,7 +282,7 @@ mod tests {
         let res: Vec<_> = fetch_blocks(&store, vec![loc], 1).collect().await;
         let err = res.into_iter().next().unwrap().unwrap_err();
         assert!(matches!(err.source, ShuffleError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains("CRC-32"), "{err}");
+        assert!(riffle_planner::report(&err).contains("CRC-32"), "{err}");
         assert!(matches!(
             err.into_pipeline_error(ShuffleId(1)),
             riffle_planner::PipelineError::FetchFailed {

@@ -121,7 +121,7 @@ pub fn encode_map_output(
             }
             RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(array) as ArrayRef])
                 .map(|b| vec![b])
-                .map_err(|e| ShuffleError::Encode(e.to_string()))
+                .map_err(encode_error)
         })
         .collect::<Result<Vec<_>, _>>()?;
     encode_batches(&RECORD_SCHEMA, batches, compression)
@@ -184,7 +184,7 @@ impl MapOutputBuilder {
         };
         let options = IpcWriteOptions::default()
             .try_with_compression(codec)
-            .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+            .map_err(|e| ShuffleError::encode("setting the IPC compression", e))?;
         // A batch without columns carries only its row count, which the
         // coalescer cannot re-pack: such batches are written as they are.
         let coalesce = !schema.fields().is_empty();
@@ -222,7 +222,7 @@ impl MapOutputBuilder {
         }
         let count = self.partitions.len();
         let Some(buffer) = self.partitions.get_mut(partition) else {
-            return Err(ShuffleError::Encode(format!(
+            return Err(ShuffleError::encode_message(format!(
                 "reduce partition {partition} is out of range (the output has {count})"
             )));
         };
@@ -304,7 +304,7 @@ fn write_batch(
 }
 
 fn encode_error(e: arrow_schema::ArrowError) -> ShuffleError {
-    ShuffleError::Encode(e.to_string())
+    ShuffleError::encode("writing Arrow IPC", e)
 }
 
 /// Stores an encoded map output: the data object, then its index. The index
@@ -321,7 +321,7 @@ pub async fn put_map_output(
         .map_err(|e| ShuffleError::storage(&data_path, e))?;
     let index_path = ShuffleStore::index_path(&data_path);
     let index = riffle_planner::task::encode(&output.blocks)
-        .map_err(|e| ShuffleError::Encode(e.to_string()))?;
+        .map_err(|e| ShuffleError::encode("the index", e))?;
     store
         .store
         .put(&index_path, PutPayload::from(index))

@@ -106,7 +106,26 @@ fn corrupt_gzip_names_the_file() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("broken.gz"), "{msg}");
-    assert!(msg.contains("gzip"), "{msg}");
+    // The message names the stage, the partition, the executor and, after
+    // Riffle's own words, the decoder's root cause.
+    match &err {
+        DriverError::TaskFailed {
+            kind, partition, ..
+        } => {
+            assert_eq!(*kind, riffle::FailureKind::BadInput, "{msg}");
+            assert_eq!(*partition, 0, "{msg}");
+        }
+        other => panic!("not a task failure: {other}"),
+    }
+    assert!(
+        msg.contains("stage-0 task 0 (attempt 0) on executor-"),
+        "{msg}"
+    );
+    let root = msg
+        .split_once("corrupt gzip data: ")
+        .map(|(_, cause)| cause.trim())
+        .unwrap_or_default();
+    assert!(!root.is_empty(), "no root cause: {msg}");
 }
 
 #[test]

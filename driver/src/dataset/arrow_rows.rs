@@ -56,7 +56,7 @@ impl<T: Data> ArrowWriteOp for ArrowWriter<T> {
         out: &mut dyn FnMut(RecordBatch) -> Result<(), PipelineError>,
     ) -> Result<(), PipelineError> {
         let codec = |e: serde_arrow::Error| {
-            PipelineError::Codec(format!("{} as Arrow rows: {e}", std::any::type_name::<T>()))
+            PipelineError::codec(format!("{} as Arrow rows", std::any::type_name::<T>()), e)
         };
         let mut builder = serde_arrow::ArrayBuilder::from_arrow(&self.fields).map_err(codec)?;
         let mut rows = 0;
@@ -76,7 +76,7 @@ impl<T: Data> ArrowWriteOp for ArrowWriter<T> {
 }
 
 pub(crate) fn arrow_writer_factory<T: Data>(_: &[u8]) -> Built {
-    let fields = record_fields::<T>().map_err(PipelineError::Codec)?;
+    let fields = record_fields::<T>().map_err(PipelineError::codec_message)?;
     let schema = Arc::new(Schema::new(fields.clone()));
     let op: Box<dyn ArrowWriteOp> = Box::new(ArrowWriter::<T> {
         fields,
@@ -122,10 +122,10 @@ pub(crate) fn records_of<T: Data>(
 ) -> Result<Vec<T>, PipelineError> {
     let aligned = align(fields, batch)?;
     serde_arrow::from_record_batch::<Vec<T>>(&aligned).map_err(|e| {
-        PipelineError::Codec(format!(
-            "reading SQL rows as {}: {e}",
-            std::any::type_name::<T>()
-        ))
+        PipelineError::codec(
+            format!("reading SQL rows as {}", std::any::type_name::<T>()),
+            e,
+        )
     })
 }
 
@@ -143,35 +143,39 @@ fn align(fields: &[FieldRef], batch: &RecordBatch) -> Result<RecordBatch, Pipeli
             column.clone()
         } else {
             cast(column, field.data_type()).map_err(|e| {
-                PipelineError::Codec(format!(
-                    "column {} of type {} cannot be read as {}: {e}",
-                    field.name(),
-                    column.data_type(),
-                    field.data_type()
-                ))
+                PipelineError::codec(
+                    format!(
+                        "column {} of type {} cannot be read as {}",
+                        field.name(),
+                        column.data_type(),
+                        field.data_type()
+                    ),
+                    e,
+                )
             })?
         };
         columns.push(column);
     }
     let schema = Arc::new(Schema::new(fields.to_vec()));
     RecordBatch::try_new(schema, columns).map_err(|e| {
-        PipelineError::Codec(format!(
-            "SQL rows do not fit the record type (a NULL for a field that is not an Option?): {e}"
-        ))
+        PipelineError::codec(
+            "SQL rows do not fit the record type (a NULL for a field that is not an Option?)",
+            e,
+        )
     })
 }
 
 /// The error for a field of the record type that the rows do not have.
 pub(crate) fn missing_column(name: &str, schema: &Schema) -> PipelineError {
     let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    PipelineError::Codec(format!(
+    PipelineError::codec_message(format!(
         "the record type has a field `{name}` but the SQL result has no such column (columns: {})",
         have.join(", ")
     ))
 }
 
 pub(crate) fn arrow_source_factory<T: Data>(_: &[u8]) -> Built {
-    let fields = record_fields::<T>().map_err(PipelineError::Codec)?;
+    let fields = record_fields::<T>().map_err(PipelineError::codec_message)?;
     let op: Box<dyn ArrowSourceOp> = Box::new(ArrowSource::<T> {
         fields,
         _types: Types::default(),

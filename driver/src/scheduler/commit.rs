@@ -87,14 +87,8 @@ pub(crate) async fn overwrite_directory(
     dir: &str,
     text: String,
 ) -> Result<(), DriverError> {
-    let url = ObjectStores::to_url(dir).map_err(|e| DriverError::Storage {
-        path: dir.to_string(),
-        message: e.message,
-    })?;
-    let (store, prefix) = stores.resolve(&url).map_err(|e| DriverError::Storage {
-        path: dir.to_string(),
-        message: e.message,
-    })?;
+    let url = ObjectStores::to_url(dir).map_err(DriverError::store)?;
+    let (store, prefix) = stores.resolve(&url).map_err(DriverError::store)?;
     let old: Vec<_> = store.list(Some(&prefix)).collect().await;
     for meta in old {
         let meta = meta.map_err(|e| storage(dir, e))?;
@@ -111,10 +105,7 @@ pub(crate) async fn overwrite_directory(
 }
 
 fn storage(path: &str, e: object_store::Error) -> DriverError {
-    DriverError::Storage {
-        path: path.to_string(),
-        message: e.to_string(),
-    }
+    DriverError::storage(path, "committing output", e)
 }
 
 fn output_store(
@@ -122,8 +113,5 @@ fn output_store(
     dir: &str,
 ) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), DriverError> {
     let url = url::Url::parse(dir).map_err(|e| DriverError::Internal(e.to_string()))?;
-    stores.resolve(&url).map_err(|e| DriverError::Storage {
-        path: dir.to_string(),
-        message: e.to_string(),
-    })
+    stores.resolve(&url).map_err(DriverError::store)
 }

@@ -406,7 +406,7 @@ impl EventLoop {
             let outcome = match &result {
                 Ok(_) => JobOutcome::Succeeded,
                 Err(_) if job.cancelled => JobOutcome::Cancelled,
-                Err(e) => JobOutcome::Failed(e.to_string()),
+                Err(e) => JobOutcome::Failed(riffle_planner::report(e)),
             };
             let deps = self.deps.clone();
             let tx = self.tx.clone();
@@ -422,7 +422,7 @@ impl EventLoop {
                             if let Err(e) =
                                 commit_files(&deps.stores, dir, id, outputs, suffix).await
                             {
-                                outcome = JobOutcome::Failed(e.to_string());
+                                outcome = JobOutcome::Failed(riffle_planner::report(&e));
                                 result = Err(e);
                             }
                         }

@@ -371,7 +371,7 @@ impl Builder {
                     }
                     Ok(TreeNodeRecursion::Continue)
                 })
-                .map_err(|e| DriverError::Plan(e.to_string()))?;
+                .map_err(|e| DriverError::Plan(riffle_planner::report(&e)))?;
             let mut parents = Vec::new();
             for shuffle in reads {
                 let id = self.by_shuffle.get(&shuffle).ok_or_else(|| {

@@ -292,7 +292,7 @@ impl ActiveJob {
                 id,
                 plan: plan.clone(),
             })
-            .map_err(|e| DriverError::Plan(e.to_string()))
+            .map_err(|e| DriverError::Plan(riffle_planner::report(&e)))
         })?;
         if let Some(s) = writes {
             self.tracker.register_attempt(
@@ -644,7 +644,7 @@ impl ActiveJob {
         if self.failure.is_some() {
             return Vec::new();
         }
-        let message = error.to_string();
+        let message = riffle_planner::report(&error);
         self.failure = Some(error);
         self.aborted_at = Some(Instant::now());
         let mut kills = Vec::new();

@@ -166,7 +166,7 @@ pub(crate) fn plan_stage(
         }
         StageKind::Sql { plan, output } => {
             let plan_error = |e: riffle_sql::datafusion::error::DataFusionError| {
-                DriverError::Plan(e.to_string())
+                DriverError::Plan(riffle_planner::report(&e))
             };
             // Dataset tables were written by parent stages: read them.
             let plan = plan
@@ -205,7 +205,7 @@ pub(crate) fn stage_message(spec: &StageSpec) -> Result<Arc<StageMessage>, Drive
         job: spec.job,
         stage: spec.stage,
         attempt: spec.attempt,
-        bytes: Arc::new(encode(spec).map_err(|e| DriverError::Plan(e.to_string()))?),
+        bytes: Arc::new(encode(spec).map_err(|e| DriverError::Plan(riffle_planner::report(&e)))?),
     }))
 }
 
