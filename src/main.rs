@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! riffle gen cloudfront --lines N --files K --seed S --out DIR [--gzip]
+//! riffle history DIR [--bind IP] [--port 18080]
 //! ```
 
 /// Jobs allocate many small values; mimalloc is markedly faster than the
@@ -66,6 +67,18 @@ enum Command {
     Gen {
         #[command(subcommand)]
         what: Gen,
+    },
+    /// Serve the web UI over the event logs in DIR (written with
+    /// RIFFLE_EVENT_LOG=DIR), finished and in progress.
+    History {
+        /// The log directory: a local path or an object-store URL.
+        dir: String,
+        /// Address to listen on; beyond loopback RIFFLE_SECRET is required.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on (0: any free port).
+        #[arg(long, default_value_t = riffle_driver::ui::history::DEFAULT_PORT)]
+        port: u16,
     },
 }
 
@@ -166,6 +179,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .map_err(anyhow::Error::msg)?;
             riffle_executor::worker::run_blocking(config)?;
+            Ok(())
+        }
+        Command::History { dir, bind, port } => {
+            let secret = std::env::var("RIFFLE_SECRET").ok();
+            let server = riffle_driver::ui::history::HistoryServer::start(
+                &dir,
+                std::net::SocketAddr::new(bind, port),
+                secret.as_deref(),
+            )?;
+            // The address on stdout, for scripts and tests.
+            println!("history server at http://{} for {dir}", server.addr);
+            server.wait();
             Ok(())
         }
         Command::Gen {

@@ -103,6 +103,14 @@ impl Cluster {
     }
 
     /// The executors registered now.
+    /// How long ago each executor last sent a heartbeat.
+    pub(crate) fn last_heartbeats(&self) -> HashMap<ExecutorId, Duration> {
+        self.executors()
+            .iter()
+            .filter_map(|e| Some((e.id, e.last_heartbeat.lock().ok()?.elapsed())))
+            .collect()
+    }
+
     pub(crate) fn executors(&self) -> Vec<Arc<RemoteExecutor>> {
         self.members
             .lock()

@@ -61,6 +61,12 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// How concurrent jobs share slots (`RIFFLE_SCHEDULER_MODE=fifo|fair`).
     pub scheduling_mode: SchedulingMode,
+    /// The web UI (`RIFFLE_UI`, `RIFFLE_UI_BIND`, `RIFFLE_UI_PORT`); on by
+    /// default, on 127.0.0.1:4040 or the next free port.
+    pub ui: crate::ui::UiConfig,
+    /// Where to write the event log (`RIFFLE_EVENT_LOG`): a local
+    /// directory or an object-store URL; `None` writes none.
+    pub event_log: Option<String>,
 }
 
 impl Default for Config {
@@ -80,6 +86,8 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
             scheduling_mode: SchedulingMode::Fifo,
+            ui: crate::ui::UiConfig::default(),
+            event_log: None,
         }
     }
 }
@@ -140,6 +148,28 @@ impl Config {
             config.max_stage_attempts = number("RIFFLE_MAX_STAGE_ATTEMPTS", v)?.max(1) as u32;
         }
         config.speculation = speculation_from_env(&var)?;
+        if let Some(v) = var("RIFFLE_UI") {
+            config.ui.enabled = match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "on" | "yes" => true,
+                "0" | "false" | "off" | "no" => false,
+                _ => {
+                    return Err(DriverError::Config(format!(
+                        "RIFFLE_UI={v:?}: expected 1 or 0"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("RIFFLE_UI_BIND") {
+            config.ui.bind = v.parse().map_err(|_| {
+                DriverError::Config(format!("RIFFLE_UI_BIND={v:?} is not an IP address"))
+            })?;
+        }
+        if let Some(v) = var("RIFFLE_UI_PORT") {
+            config.ui.port = v.parse().map_err(|_| {
+                DriverError::Config(format!("RIFFLE_UI_PORT={v:?} is not a port number"))
+            })?;
+        }
+        config.event_log = var("RIFFLE_EVENT_LOG");
         riffle_planner::failpoints::check_env().map_err(DriverError::Config)?;
         Ok(config)
     }
@@ -267,6 +297,23 @@ impl ContextBuilder {
     /// Sets the attempts per stage (resubmissions after fetch failures).
     pub fn max_stage_attempts(self, attempts: u32) -> Self {
         self.set(|c| c.max_stage_attempts = attempts.max(1))
+    }
+
+    /// Turns the web UI on or off (on by default).
+    pub fn ui(self, on: bool) -> Self {
+        self.set(|c| c.ui.enabled = on)
+    }
+
+    /// The first port the web UI tries (0: any free port).
+    pub fn ui_port(self, port: u16) -> Self {
+        self.set(|c| c.ui.port = port)
+    }
+
+    /// Writes the event log under `dir` (a local directory or an
+    /// object-store URL), for `riffle history`.
+    pub fn event_log(self, dir: &str) -> Self {
+        let dir = dir.to_string();
+        self.set(|c| c.event_log = Some(dir))
     }
 
     /// Turns speculative execution on (with Spark's defaults: a task 1.5
@@ -456,10 +503,19 @@ pub(crate) struct ContextInner {
     last_job: Arc<Mutex<JobSummary>>,
     /// The SQL session, created on first use.
     pub(crate) sql: std::sync::OnceLock<riffle_sql::datafusion::prelude::SessionContext>,
+    /// The web UI and event log.
+    ui: Mutex<Option<crate::ui::LiveUi>>,
+    /// The web UI's URL, if it is served.
+    ui_url: Option<String>,
 }
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
+        if let Ok(mut ui) = self.ui.lock()
+            && let Some(ui) = ui.as_mut()
+        {
+            ui.stop(self.runtime.handle());
+        }
         if let Backend::Cluster(cluster) = &*self.backend {
             // Executors of this application stop with it.
             self.runtime.block_on(cluster.shutdown_all());
@@ -544,6 +600,8 @@ impl Context {
             next_shuffle: AtomicU32::new(0),
             last_job: Arc::new(Mutex::new(JobSummary::default())),
             sql: std::sync::OnceLock::new(),
+            ui: Mutex::new(None),
+            ui_url: None,
         };
         match master {
             Master::Embedded { slots } => {
@@ -593,9 +651,31 @@ impl Context {
                 )?;
             }
         }
+        let live = crate::ui::LiveUi::start(
+            inner.runtime.handle(),
+            &inner.stores,
+            &inner.config.ui,
+            inner.config.event_log.as_deref(),
+            inner.config.secret.as_deref(),
+            &inner.config.master,
+            inner.heartbeats(),
+        )?;
+        inner.ui_url = live.url.clone();
+        let wants_events = live.wants_events();
+        inner.ui = Mutex::new(Some(live));
+        if wants_events {
+            // Start the event loop now, so that executors show from the
+            // start and not only once the first job runs.
+            inner.scheduler();
+        }
         Ok(Context {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The web UI's address (`http://127.0.0.1:4040`), if it is served.
+    pub fn ui_url(&self) -> Option<&str> {
+        self.inner.ui_url.as_deref()
     }
 
     /// The driver service's URL, for cluster masters
@@ -791,6 +871,24 @@ impl Context {
 static CONTEXTS: AtomicU32 = AtomicU32::new(0);
 
 impl ContextInner {
+    /// The last heartbeat of each executor process, for the web UI.
+    fn heartbeats(&self) -> Option<crate::ui::server::Heartbeats> {
+        let Backend::Cluster(cluster) = &*self.backend else {
+            return None;
+        };
+        let cluster = Arc::downgrade(cluster);
+        Some(Arc::new(move || {
+            let now = crate::ui::server::now_ms();
+            cluster
+                .upgrade()
+                .map(|c| c.last_heartbeats())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, silent)| (id, now.saturating_sub(silent.as_millis() as u64)))
+                .collect()
+        }))
+    }
+
     /// The scheduler, started on first use (once the backend is final).
     pub(crate) fn scheduler(&self) -> &Scheduler {
         self.scheduler.get_or_init(|| {
@@ -807,7 +905,20 @@ impl ContextInner {
                 mode: self.config.scheduling_mode,
                 driver_url: self.driver_url.clone(),
             };
-            Scheduler::start(self.runtime.handle(), deps, self.last_job.clone())
+            let listeners: Vec<Box<dyn crate::scheduler::events::EventListener>> = self
+                .ui
+                .lock()
+                .ok()
+                .and_then(|mut ui| ui.as_mut()?.take_listener())
+                .map(|l| Box::new(l) as Box<dyn crate::scheduler::events::EventListener>)
+                .into_iter()
+                .collect();
+            Scheduler::start(
+                self.runtime.handle(),
+                deps,
+                self.last_job.clone(),
+                listeners,
+            )
         })
     }
 

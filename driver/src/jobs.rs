@@ -18,7 +18,40 @@ use riffle_planner::task::{FileFormat, SqlOutput, TaskOutput};
 use riffle_sql::stages::SqlStage;
 use std::sync::Arc;
 
+thread_local! {
+    /// The description the next jobs submitted from this thread get
+    /// (Spark's `spark.job.description` local property).
+    static JOB_DESCRIPTION: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The description set on this thread, if any.
+pub(crate) fn job_description() -> Option<String> {
+    JOB_DESCRIPTION.with(|d| d.borrow().clone())
+}
+
+/// Runs `f` with `description` for the jobs it submits, unless the caller
+/// set one of their own (which wins, as in Spark).
+pub(crate) fn with_job_description<R>(description: &str, f: impl FnOnce() -> R) -> R {
+    if job_description().is_some() {
+        return f();
+    }
+    JOB_DESCRIPTION.with(|d| *d.borrow_mut() = Some(description.to_string()));
+    let result = f();
+    JOB_DESCRIPTION.with(|d| *d.borrow_mut() = None);
+    result
+}
+
 impl Context {
+    /// Sets the description of the jobs this thread submits from now on
+    /// (`None` clears it), as the web UI, the event log and progress bars
+    /// show them; like Spark's `SparkContext.setJobDescription`, it is
+    /// per thread. Without one a job is described by its final stage's
+    /// operators, or its SQL text.
+    pub fn set_job_description(&self, description: Option<&str>) {
+        JOB_DESCRIPTION.with(|d| *d.borrow_mut() = description.map(str::to_string));
+    }
+
     /// Submits `spec`; the handle keeps this context alive until it is
     /// dropped, so a job never loses its runtime or executors mid-way.
     pub(crate) fn submit<R>(

@@ -28,6 +28,7 @@ mod runtime;
 pub mod scheduler;
 pub mod sql;
 mod sql_dataset;
+pub mod ui;
 
 pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
@@ -36,3 +37,4 @@ pub use launch::Master;
 pub use scheduler::events::{JobOutcome, SchedulerEvent};
 pub use scheduler::{JobHandle, SchedulingMode, Speculation};
 pub use sql::{SqlFrame, StatementOutput};
+pub use ui::UiConfig;

@@ -183,7 +183,11 @@ impl SqlFrame {
     /// of its batches, and can cancel it or be waited on. Planning errors
     /// come back here, before anything runs.
     pub fn collect_async(&self) -> Result<crate::JobHandle<Vec<RecordBatch>>, DriverError> {
-        Ok(self.ctx.submit_sql(self.stages()?))
+        let stages = self.stages()?;
+        Ok(crate::jobs::with_job_description(
+            self.statement.trim(),
+            || self.ctx.submit_sql(stages),
+        ))
     }
 
     /// Number of result rows.
@@ -228,7 +232,10 @@ impl SqlFrame {
     /// appear only once the whole query succeeded.
     fn write(&self, dir: &str, format: FileFormat) -> Result<(), DriverError> {
         let url = self.ctx.empty_output_dir(dir)?;
-        self.ctx.write_sql(self.stages()?, url.as_str(), format)
+        let stages = self.stages()?;
+        crate::jobs::with_job_description(self.statement.trim(), || {
+            self.ctx.write_sql(stages, url.as_str(), format)
+        })
     }
 
     /// The output schema.

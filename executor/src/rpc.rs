@@ -102,7 +102,7 @@ impl Interceptor for ServerAuth {
 
 /// Compares without an early exit, so timing does not reveal the prefix
 /// that matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -2,7 +2,7 @@
 //! task, killing tasks, forgetting a job. The context's [`Backend`]
 //! (embedded or cluster) implements it; scheduler tests use a fake.
 
-use crate::executors::{Backend, StageMessage};
+use crate::executors::{Backend, ExecutorHandle, StageMessage};
 use futures::future::BoxFuture;
 use riffle_planner::ids::{ExecutorId, JobId, TaskId};
 use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics, TaskStatus};
@@ -13,6 +13,9 @@ use tokio::sync::watch;
 pub(crate) trait TaskBackend: Send + Sync + 'static {
     /// The executors available now, with their task slots.
     fn executors(&self) -> Vec<(ExecutorId, usize)>;
+
+    /// Where `executor` listens (`host:port`), or `embedded`.
+    fn address(&self, executor: ExecutorId) -> String;
 
     /// A receiver woken on every membership change (`None` when the
     /// membership never changes).
@@ -67,6 +70,14 @@ impl TaskBackend for Backend {
 
     fn subscribe(&self) -> Option<watch::Receiver<u64>> {
         Backend::subscribe(self)
+    }
+
+    fn address(&self, executor: ExecutorId) -> String {
+        match Backend::executor(self, executor) {
+            Some(ExecutorHandle::Remote(e)) => e.address.clone(),
+            Some(ExecutorHandle::Embedded(_)) => "embedded".to_string(),
+            None => "gone".to_string(),
+        }
     }
 
     fn launch(

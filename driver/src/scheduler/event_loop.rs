@@ -11,7 +11,7 @@
 
 use super::backend::{TaskBackend, failed};
 use super::commit::{abort_files, commit_files};
-use super::events::{JobOutcome, SchedulerEvent, SummaryListener};
+use super::events::{EventListener, JobOutcome, SchedulerEvent};
 use super::graph::JobOutput;
 use super::job::{ActiveJob, Reply};
 use super::policy::{Policy, Speculation};
@@ -103,7 +103,9 @@ pub(crate) struct EventLoop {
     running: HashMap<ExecutorId, usize>,
     /// Since when tasks have been pending with no executor at all.
     starved_since: Option<Instant>,
-    listener: SummaryListener,
+    /// Told every event before it is broadcast (the job summary, the web
+    /// UI's status store, the event log, progress bars).
+    listeners: Vec<Box<dyn EventListener>>,
     events: broadcast::Sender<SchedulerEvent>,
     /// Jobs submitted and not yet finished, for the Ctrl-C handler.
     active: Arc<AtomicUsize>,
@@ -113,7 +115,7 @@ impl EventLoop {
     pub(crate) fn new(
         deps: Arc<SchedulerDeps>,
         tx: mpsc::UnboundedSender<Command>,
-        listener: SummaryListener,
+        listeners: Vec<Box<dyn EventListener>>,
         events: broadcast::Sender<SchedulerEvent>,
         active: Arc<AtomicUsize>,
     ) -> EventLoop {
@@ -124,7 +126,7 @@ impl EventLoop {
             executors: BTreeMap::new(),
             running: HashMap::new(),
             starved_since: None,
-            listener,
+            listeners,
             events,
             active,
         }
@@ -176,7 +178,9 @@ impl EventLoop {
 
     fn publish(&mut self, events: Vec<SchedulerEvent>) {
         for event in events {
-            self.listener.on_event(&event);
+            for listener in &mut self.listeners {
+                listener.on_event(&event);
+            }
             // No subscriber is fine; a slow one loses the oldest events.
             let _ = self.events.send(event);
         }
@@ -191,7 +195,8 @@ impl EventLoop {
                 tracing::info!(job = %job.id, stages = job.graph.stages.len(), "job started");
                 events.push(SchedulerEvent::JobStarted {
                     job: job.id,
-                    stages: job.graph.stages.len(),
+                    description: job.description.clone(),
+                    stages: job.graph.stage_infos(),
                 });
                 if let Err(e) = job.submit_ready(&self.deps.policy, &mut events) {
                     job.abort(e, &mut events);
@@ -290,6 +295,7 @@ impl EventLoop {
                 events.push(SchedulerEvent::ExecutorAdded {
                     executor: *id,
                     slots: *slots,
+                    address: self.deps.backend.address(*id),
                 });
             }
         }

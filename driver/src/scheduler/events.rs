@@ -11,6 +11,7 @@
 use crate::context::{JobSummary, StageSummary};
 use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
 use riffle_planner::task::{FailureKind, TaskFailure, TaskMetrics};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use std::time::Duration;
 pub const EVENT_BUFFER: usize = 16 * 1024;
 
 /// How a job ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobOutcome {
     /// Every stage finished and the output was committed.
     Succeeded,
@@ -30,16 +31,40 @@ pub enum JobOutcome {
     Cancelled,
 }
 
+/// One stage of a job's stage graph, as [`SchedulerEvent::JobStarted`]
+/// announces it: enough to draw the job's DAG (stages as boxes, each
+/// parent -> stage pair a shuffle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageInfo {
+    /// The stage (ids are per job).
+    pub stage: StageId,
+    /// What it computes: its operators and its sink.
+    pub name: String,
+    /// The stages whose shuffle output it reads.
+    pub parents: Vec<StageId>,
+    /// Its partitions (tasks per attempt).
+    pub partitions: usize,
+}
+
 /// One change of scheduler state. Stage ids are per job; a stage that is
 /// resubmitted keeps its id and gets a new `attempt`.
-#[derive(Debug, Clone)]
+///
+/// Events serialize (serde, tagged by `type`, durations in microseconds)
+/// so that the event log can record them; see `ui::event_log` for the
+/// versioned line format around them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
 pub enum SchedulerEvent {
-    /// A job was accepted; `stages` is the size of its stage graph.
+    /// A job was accepted.
     JobStarted {
         /// The job.
         job: JobId,
-        /// Stages in its graph (some may be skipped later).
-        stages: usize,
+        /// What started it: the action and its lineage, the SQL text, or
+        /// the caller's `Context::set_job_description`.
+        description: String,
+        /// Its stage graph, parents before children (some stages may be
+        /// skipped later).
+        stages: Vec<StageInfo>,
     },
     /// A job ended (after its output was committed or aborted and its
     /// shuffle objects deleted).
@@ -47,6 +72,7 @@ pub enum SchedulerEvent {
         /// The job.
         job: JobId,
         /// Wall time from submission.
+        #[serde(with = "micros")]
         elapsed: Duration,
         /// How it ended.
         outcome: JobOutcome,
@@ -74,6 +100,7 @@ pub enum SchedulerEvent {
         /// Stage attempt.
         attempt: u32,
         /// Wall time from submission.
+        #[serde(with = "micros")]
         elapsed: Duration,
         /// Why it did not finish, if it did not.
         failure: Option<String>,
@@ -96,6 +123,7 @@ pub enum SchedulerEvent {
         /// Where it ran.
         executor: ExecutorId,
         /// Wall time from launch to status, as seen by the driver.
+        #[serde(with = "micros")]
         duration: Duration,
         /// Counters the executor measured.
         metrics: TaskMetrics,
@@ -108,12 +136,35 @@ pub enum SchedulerEvent {
         executor: ExecutorId,
         /// Its task slots.
         slots: usize,
+        /// Where it listens (`host:port`), or `embedded`.
+        address: String,
     },
     /// An executor left (lost, stopped or shut down).
     ExecutorRemoved {
         /// The executor.
         executor: ExecutorId,
     },
+}
+
+/// Durations as whole microseconds in serialized events.
+mod micros {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_micros)
+    }
+}
+
+/// Something the event loop tells every event, in order, before it
+/// broadcasts them: it must not block (hand slow work to a task).
+pub(crate) trait EventListener: Send {
+    /// Called once per event, in the order the scheduler made them.
+    fn on_event(&mut self, event: &SchedulerEvent);
 }
 
 /// Builds each job's [`JobSummary`] from its events and keeps the last
@@ -134,8 +185,10 @@ impl SummaryListener {
             last,
         }
     }
+}
 
-    pub(crate) fn on_event(&mut self, event: &SchedulerEvent) {
+impl EventListener for SummaryListener {
+    fn on_event(&mut self, event: &SchedulerEvent) {
         match event {
             SchedulerEvent::JobStarted { job, .. } => {
                 self.running.insert(*job, JobSummary::default());
@@ -231,7 +284,9 @@ impl SummaryListener {
             SchedulerEvent::ExecutorAdded { .. } | SchedulerEvent::ExecutorRemoved { .. } => {}
         }
     }
+}
 
+impl SummaryListener {
     fn stage(&mut self, job: JobId, stage: StageId, attempt: u32) -> Option<&mut StageSummary> {
         self.running
             .get_mut(&job)?

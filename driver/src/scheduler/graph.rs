@@ -174,6 +174,28 @@ pub(crate) struct StageGraph {
 }
 
 impl StageGraph {
+    /// The stages as events announce them.
+    pub(crate) fn stage_infos(&self) -> Vec<super::events::StageInfo> {
+        self.stages
+            .iter()
+            .map(|s| super::events::StageInfo {
+                stage: s.id,
+                name: s.name.clone(),
+                parents: s.parents.clone(),
+                partitions: s.partitions,
+            })
+            .collect()
+    }
+
+    /// A description for a job nobody described: its final stage's
+    /// operators (which end in the action).
+    pub(crate) fn default_description(&self) -> String {
+        self.stages
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    }
+
     /// Builds the graph of `spec`.
     pub(crate) fn build(spec: JobSpec) -> Result<StageGraph, DriverError> {
         let mut b = Builder::default();

@@ -53,6 +53,8 @@ pub(crate) struct Launch {
 pub(crate) struct ActiveJob {
     pub(crate) id: JobId,
     pub(crate) graph: StageGraph,
+    /// What started the job, for the UI and the event log.
+    pub(crate) description: String,
     stages: Vec<StageRun>,
     pub(crate) tracker: MapOutputTracker,
     /// The stage writing each shuffle.
@@ -84,7 +86,12 @@ pub(crate) struct ActiveJob {
 pub(crate) type Kills = Vec<(ExecutorId, TaskId)>;
 
 impl ActiveJob {
-    pub(crate) fn new(id: JobId, graph: StageGraph, reply: Reply) -> ActiveJob {
+    pub(crate) fn new(
+        id: JobId,
+        graph: StageGraph,
+        description: String,
+        reply: Reply,
+    ) -> ActiveJob {
         let mut tracker = MapOutputTracker::default();
         let mut writers = HashMap::new();
         let mut children = vec![Vec::new(); graph.stages.len()];
@@ -107,6 +114,7 @@ impl ActiveJob {
                 .map(|s| StageRun::new(s.partitions))
                 .collect(),
             graph,
+            description,
             tracker,
             writers,
             children,

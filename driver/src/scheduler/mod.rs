@@ -43,7 +43,7 @@ pub use policy::Speculation;
 use crate::context::JobSummary;
 use crate::error::DriverError;
 use event_loop::{Command, EventLoop, SchedulerDeps};
-use events::{EVENT_BUFFER, SchedulerEvent, SummaryListener};
+use events::{EVENT_BUFFER, EventListener, SchedulerEvent, SummaryListener};
 use graph::StageGraph;
 use job::ActiveJob;
 use riffle_planner::ids::JobId;
@@ -67,19 +67,22 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     /// Starts the event loop on `runtime`; `last_job` receives the
-    /// summary of every job that ends.
+    /// summary of every job that ends, and `listeners` every event.
     pub(crate) fn start(
         runtime: &tokio::runtime::Handle,
         deps: SchedulerDeps,
         last_job: Arc<Mutex<JobSummary>>,
+        listeners: Vec<Box<dyn EventListener>>,
     ) -> Scheduler {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let active = Arc::new(AtomicUsize::new(0));
+        let mut all: Vec<Box<dyn EventListener>> = vec![Box::new(SummaryListener::new(last_job))];
+        all.extend(listeners);
         let event_loop = EventLoop::new(
             Arc::new(deps),
             tx.clone(),
-            SummaryListener::new(last_job),
+            all,
             events.clone(),
             active.clone(),
         );
@@ -104,7 +107,9 @@ impl Scheduler {
         let (reply, rx) = oneshot::channel();
         let state = match StageGraph::build(spec) {
             Ok(graph) => {
-                let job = ActiveJob::new(id, graph, reply);
+                let description =
+                    crate::jobs::job_description().unwrap_or_else(|| graph.default_description());
+                let job = ActiveJob::new(id, graph, description, reply);
                 match self.tx.send(Command::Submit(Box::new(job))) {
                     Ok(()) => HandleState::Waiting(rx),
                     Err(_) => HandleState::Ready(Some(Err(stopped()))),

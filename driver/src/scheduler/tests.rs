@@ -77,6 +77,10 @@ impl backend::TaskBackend for Fake {
         Some(self.changes.subscribe())
     }
 
+    fn address(&self, executor: ExecutorId) -> String {
+        format!("fake-{executor}")
+    }
+
     fn launch(
         self: Arc<Self>,
         executor: ExecutorId,
@@ -176,7 +180,7 @@ fn harness_with(
         mode,
         driver_url: None,
     };
-    let scheduler = Scheduler::start(rt.handle(), deps, last.clone());
+    let scheduler = Scheduler::start(rt.handle(), deps, last.clone(), Vec::new());
     Harness {
         rt,
         fake,
@@ -693,7 +697,7 @@ fn a_recomputed_output_that_is_not_deterministic_reruns_every_consumer_partition
     let mut graph = StageGraph::build(result_job(shuffled(vec![(1, source(2))], 2))).unwrap();
     graph.stages[0].deterministic = false;
     let (reply, rx) = oneshot::channel();
-    let job = ActiveJob::new(JobId(0), graph, reply);
+    let job = ActiveJob::new(JobId(0), graph, String::new(), reply);
     h.scheduler.tx.send(Command::Submit(Box::new(job))).unwrap();
     let (maps, reads) = maps_then_reads(&mut h);
     h.fake.end(reads[0], ok(0));

@@ -1,0 +1,304 @@
+//! The HTTP side of the web UI: the page, the JSON API and the live
+//! update stream, for a running driver or for the history server.
+//!
+//! Routes of one application (relative to `/` live, `/app/{id}/` in
+//! history):
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `` (the page) | the single-page UI, embedded in the binary |
+//! | `api/v1/application` | [`AppInfo`] |
+//! | `api/v1/jobs` | [`JobRow`]s, newest first |
+//! | `api/v1/jobs/{job}` | [`JobDetail`]: the job and its stage DAG |
+//! | `api/v1/stages` | [`StageRow`]s, newest first |
+//! | `api/v1/jobs/{job}/stages/{stage}/{attempt}` | [`StageDetail`]: tasks and duration quantiles |
+//! | `api/v1/executors` | [`ExecutorRow`]s |
+//! | `api/v1/events` | server-sent events: `update` with `{"job": N}` on each change (live only) |
+//!
+//! The history server adds `/` (the list of applications) and
+//! `/api/v1/applications` ([`AppInfo`]s).
+//!
+//! When a shared secret is configured every request must carry it: an
+//! `Authorization: Bearer <secret>` header, the `riffle_secret` cookie, or
+//! once `?secret=<secret>` in the URL (which sets the cookie).
+//!
+//! [`AppInfo`]: super::status::AppInfo
+//! [`JobRow`]: super::status::JobRow
+//! [`JobDetail`]: super::status::JobDetail
+//! [`StageRow`]: super::status::StageRow
+//! [`StageDetail`]: super::status::StageDetail
+//! [`ExecutorRow`]: super::status::ExecutorRow
+
+use super::status::AppStatus;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use riffle_planner::ids::ExecutorId;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The page, embedded so that nothing is fetched at run time.
+pub(crate) const INDEX_HTML: &str = include_str!("assets/index.html");
+
+/// Live updates are sent at most this often.
+const UPDATE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The last heartbeat of each executor, in Unix milliseconds.
+pub(crate) type Heartbeats = Arc<dyn Fn() -> HashMap<ExecutorId, u64> + Send + Sync>;
+
+/// One application as the routes see it.
+#[derive(Clone)]
+pub(crate) struct AppSource {
+    pub(crate) status: Arc<Mutex<AppStatus>>,
+    /// Changes of the status (live only): the job last changed.
+    pub(crate) updates: Option<watch::Receiver<Option<u32>>>,
+    pub(crate) heartbeats: Option<Heartbeats>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Answers `rest` (the path below the application's root) for `app`.
+pub(crate) fn answer(app: &AppSource, rest: &str, method: &Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, "the UI is read-only").into_response();
+    }
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() || parts == ["index.html"] {
+        return page(INDEX_HTML);
+    }
+    if parts == ["api", "v1", "events"] {
+        return match &app.updates {
+            Some(rx) => Sse::new(updates(rx.clone()))
+                .keep_alive(KeepAlive::default())
+                .into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                "no live updates: this application is a replayed event log",
+            )
+                .into_response(),
+        };
+    }
+    let now = now_ms();
+    let Ok(status) = app.status.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "status store poisoned").into_response();
+    };
+    let number = |s: &str| s.parse::<u32>().ok();
+    match parts.as_slice() {
+        ["api", "v1", "application"] => json(status.info()),
+        ["api", "v1", "jobs"] => json(&status.jobs(now)),
+        ["api", "v1", "jobs", id] => match number(id).and_then(|id| status.job(id, now)) {
+            Some(job) => json(&job),
+            None => not_found(&format!("no job {id}")),
+        },
+        ["api", "v1", "stages"] => json(&status.stages(now)),
+        ["api", "v1", "jobs", job, "stages", stage, attempt] => {
+            match (number(job), number(stage), number(attempt)) {
+                (Some(j), Some(s), Some(a)) => match status.stage(j, s, a, now) {
+                    Some(detail) => json(&detail),
+                    None => not_found(&format!("no attempt {a} of stage {s} in job {j}")),
+                },
+                _ => not_found("job, stage and attempt must be numbers"),
+            }
+        }
+        ["api", "v1", "executors"] => {
+            let mut rows = status.executors();
+            if let Some(heartbeats) = &app.heartbeats {
+                let beats = heartbeats();
+                for row in &mut rows {
+                    row.last_heartbeat_ms = beats
+                        .iter()
+                        .find(|(id, _)| id.to_string() == row.id)
+                        .map(|(_, ms)| *ms);
+                }
+            }
+            json(&rows)
+        }
+        _ => not_found(&format!("no such page: {rest}")),
+    }
+}
+
+/// A stream of `update` events: one on connecting, then one per change,
+/// at most every [`UPDATE_INTERVAL`]; it ends when the driver stops.
+fn updates(
+    rx: watch::Receiver<Option<u32>>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            tokio::time::sleep(UPDATE_INTERVAL).await;
+            rx.changed().await.ok()?;
+        }
+        let job = *rx.borrow_and_update();
+        let data = serde_json::json!({ "job": job }).to_string();
+        Some((Ok(Event::default().event("update").data(data)), (rx, false)))
+    })
+}
+
+/// A JSON answer.
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// An HTML page that must not be cached (it changes with the binary).
+pub(crate) fn page(html: impl Into<Body>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        html.into(),
+    )
+        .into_response()
+}
+
+pub(crate) fn not_found(message: &str) -> Response {
+    (StatusCode::NOT_FOUND, message.to_string()).into_response()
+}
+
+/// The shared-secret check of every request (none without a secret).
+#[derive(Clone)]
+pub(crate) struct Gate {
+    secret: Option<Arc<str>>,
+}
+
+const COOKIE: &str = "riffle_secret";
+
+impl Gate {
+    pub(crate) fn new(secret: Option<&str>) -> Gate {
+        Gate {
+            secret: secret.filter(|s| !s.is_empty()).map(Arc::from),
+        }
+    }
+
+    /// Whether the request may pass. A correct `?secret=` also sets the
+    /// cookie, so the page's own requests pass.
+    pub(crate) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Verdict {
+        let Some(secret) = &self.secret else {
+            return Verdict::Pass;
+        };
+        let matches = |given: &str| {
+            riffle_executor::rpc::constant_time_eq(given.as_bytes(), secret.as_bytes())
+        };
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .any(matches);
+        if bearer.is_some_and(matches) || cookie {
+            return Verdict::Pass;
+        }
+        let query = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("secret="))
+            .any(matches);
+        if query {
+            return Verdict::SetCookie(format!(
+                "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict"
+            ));
+        }
+        Verdict::Refuse
+    }
+}
+
+/// What [`Gate::check`] decided.
+pub(crate) enum Verdict {
+    Pass,
+    /// Pass, and set this cookie.
+    SetCookie(String),
+    Refuse,
+}
+
+/// Serves `handler` for every request on `listener`, behind `gate`, until
+/// the runtime stops.
+pub(crate) fn serve<F>(
+    runtime: &tokio::runtime::Handle,
+    listener: tokio::net::TcpListener,
+    gate: Gate,
+    handler: F,
+) where
+    F: Fn(Uri, Method) -> futures::future::BoxFuture<'static, Response>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let handler = handler.clone();
+        let gate = gate.clone();
+        async move {
+            let cookie = match gate.check(&uri, &headers) {
+                Verdict::Pass => None,
+                Verdict::SetCookie(cookie) => Some(cookie),
+                Verdict::Refuse => {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        "the Riffle UI needs the shared secret (RIFFLE_SECRET): open it with ?secret=...",
+                    )
+                        .into_response();
+                }
+            };
+            let mut response = handler(uri, method).await;
+            if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+    });
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("web UI stopped: {e}");
+        }
+    });
+}
+
+/// Binds `ip:port`, or the next of up to 16 ports if taken (as Spark's
+/// `spark.port.maxRetries`); port 0 picks any free port.
+pub(crate) async fn bind(
+    ip: std::net::IpAddr,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    let tries = if port == 0 { 1 } else { 17 };
+    for offset in 0..tries {
+        let Some(p) = port.checked_add(offset) else {
+            break;
+        };
+        match tokio::net::TcpListener::bind((ip, p)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port to try")))
+}
