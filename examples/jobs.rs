@@ -14,7 +14,9 @@
 //! DIR, cancelled while its last, slow task runs) or `concurrent` (`join`
 //! and `distinct` submitted from two threads at once) or
 //! `independent-sides` (a join whose two map stages can run at the same
-//! time, timed against its sides alone). Results go to
+//! time, timed against its sides alone) or `ui-demo` (a slow two-stage
+//! job, then a failing one, for the web UI's tests: it prints the UI's
+//! address, then `ui-demo: done`, and waits for stdin to close). Results go to
 //! stdout; the job summary to stderr.
 
 use anyhow::{Context as _, bail};
@@ -106,6 +108,7 @@ fn run() -> anyhow::Result<()> {
                 .save_as_text_file(out)?;
             vec![format!("saved to {out}")]
         }
+        Some("ui-demo") => ui_demo(&ctx)?,
         Some("slow") => {
             let n = ctx
                 .parallelize((0..40u64).collect(), 40)
@@ -274,4 +277,56 @@ fn distinct_job(ctx: &Context) -> anyhow::Result<Vec<String>> {
         .collect()?;
     out.sort();
     Ok(out)
+}
+
+/// A slow two-stage job and a failing one, for watching in the web UI.
+/// `UI_DEMO_TASK_MS` (default 700) is how long each map task takes.
+fn ui_demo(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    use std::io::{Read, Write};
+    eprintln!("web UI: {}", ctx.ui_url().unwrap_or("off"));
+    let pause: u64 = std::env::var("UI_DEMO_TASK_MS")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(700);
+    ctx.set_job_description(Some("ui-demo: slow count by residue"));
+    let mut counts = ctx
+        .parallelize((0..64u32).collect(), 8)
+        .map_with(pause, |pause, x| {
+            std::thread::sleep(Duration::from_millis(*pause));
+            (x % 5, 1u64)
+        })
+        .reduce_by_key(|a, b| a + b)
+        .collect()?;
+    counts.sort();
+    ctx.set_job_description(Some("ui-demo: failing job"));
+    let failed = ctx
+        .parallelize(vec![1u32, 2, 3], 3)
+        .map(|x| {
+            if x == 2 {
+                panic!("boom in the ui demo");
+            }
+            x
+        })
+        .count();
+    ctx.set_job_description(None);
+    let mut out = std::io::stdout().lock();
+    for (k, n) in &counts {
+        writeln!(out, "{k} {n}")?;
+    }
+    writeln!(
+        out,
+        "failing job: {}",
+        if failed.is_err() {
+            "failed"
+        } else {
+            "succeeded"
+        }
+    )?;
+    writeln!(out, "ui-demo: done")?;
+    out.flush()?;
+    drop(out);
+    // Keep the UI up until the caller is done looking.
+    std::io::stdin().read_to_end(&mut Vec::new())?;
+    Ok(Vec::new())
 }

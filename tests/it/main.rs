@@ -14,4 +14,5 @@ mod scheduling;
 mod sql;
 mod text_input;
 mod tpch;
+mod ui;
 mod wire;
