@@ -98,7 +98,10 @@ fn run() -> anyhow::Result<()> {
         args.inputs.clone()
     };
 
-    let ctx = Context::new(&args.master)?;
+    let ctx = Context::builder()
+        .master(&args.master)
+        .progress(true)
+        .build()?;
     // Ctrl-C cancels the job (its tasks stop, its shuffle output is
     // deleted); a second Ctrl-C exits at once.
     ctx.cancel_on_ctrl_c(true)?;

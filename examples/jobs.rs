@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
-    let mut builder = Context::builder();
+    let mut builder = Context::builder().progress(true);
     let mut job = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -51,7 +51,7 @@ fn run() -> anyhow::Result<()> {
         eprintln!("generating TPC-H scale {scale} into {}", data.display());
         riffle::tpch::generate(scale, &data)?;
     }
-    let ctx = Context::new(&master)?;
+    let ctx = Context::builder().master(&master).progress(true).build()?;
     // Ctrl-C cancels the job (its tasks stop, its shuffle output is
     // deleted); a second Ctrl-C exits at once.
     ctx.cancel_on_ctrl_c(true)?;

@@ -142,7 +142,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .ok_or_else(|| anyhow::anyhow!("--var {v:?} is not NAME=VALUE"))
                 })
                 .collect::<anyhow::Result<std::collections::HashMap<_, _>>>()?;
-            let ctx = riffle::Context::new(&master)?;
+            let ctx = riffle::Context::builder()
+                .master(&master)
+                .progress(true)
+                .build()?;
             // Ctrl-C cancels the running statement; the shell stays (a
             // script run exits on a second Ctrl-C).
             let interactive = execute.is_none() && file.is_none();

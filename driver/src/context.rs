@@ -67,6 +67,9 @@ pub struct Config {
     /// Where to write the event log (`RIFFLE_EVENT_LOG`): a local
     /// directory or an object-store URL; `None` writes none.
     pub event_log: Option<String>,
+    /// Progress bars on stderr while jobs run (`RIFFLE_PROGRESS`); drawn
+    /// only when stderr is a terminal.
+    pub progress: bool,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             scheduling_mode: SchedulingMode::Fifo,
             ui: crate::ui::UiConfig::default(),
             event_log: None,
+            progress: false,
         }
     }
 }
@@ -149,15 +153,10 @@ impl Config {
         }
         config.speculation = speculation_from_env(&var)?;
         if let Some(v) = var("RIFFLE_UI") {
-            config.ui.enabled = match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "on" | "yes" => true,
-                "0" | "false" | "off" | "no" => false,
-                _ => {
-                    return Err(DriverError::Config(format!(
-                        "RIFFLE_UI={v:?}: expected 1 or 0"
-                    )));
-                }
-            };
+            config.ui.enabled = switch("RIFFLE_UI", &v)?;
+        }
+        if let Some(v) = var("RIFFLE_PROGRESS") {
+            config.progress = switch("RIFFLE_PROGRESS", &v)?;
         }
         if let Some(v) = var("RIFFLE_UI_BIND") {
             config.ui.bind = v.parse().map_err(|_| {
@@ -172,6 +171,17 @@ impl Config {
         config.event_log = var("RIFFLE_EVENT_LOG");
         riffle_planner::failpoints::check_env().map_err(DriverError::Config)?;
         Ok(config)
+    }
+}
+
+/// An on/off setting's value; the error names the variable.
+fn switch(name: &str, value: &str) -> Result<bool, DriverError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(DriverError::Config(format!(
+            "{name}={value:?}: expected 1 or 0"
+        ))),
     }
 }
 
@@ -297,6 +307,16 @@ impl ContextBuilder {
     /// Sets the attempts per stage (resubmissions after fetch failures).
     pub fn max_stage_attempts(self, attempts: u32) -> Self {
         self.set(|c| c.max_stage_attempts = attempts.max(1))
+    }
+
+    /// Draws progress bars on stderr while jobs run, when stderr is a
+    /// terminal (off by default; `RIFFLE_PROGRESS`, when set, wins, so a
+    /// user can silence a program that asks for them).
+    pub fn progress(self, on: bool) -> Self {
+        if std::env::var_os("RIFFLE_PROGRESS").is_some_and(|v| !v.is_empty()) {
+            return self;
+        }
+        self.set(|c| c.progress = on)
     }
 
     /// Turns the web UI on or off (on by default).
@@ -912,6 +932,11 @@ impl ContextInner {
                 .and_then(|mut ui| ui.as_mut()?.take_listener())
                 .map(|l| Box::new(l) as Box<dyn crate::scheduler::events::EventListener>)
                 .into_iter()
+                .chain(
+                    self.config
+                        .progress
+                        .then(|| Box::new(crate::progress::ProgressListener::new()) as _),
+                )
                 .collect();
             Scheduler::start(
                 self.runtime.handle(),

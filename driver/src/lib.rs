@@ -24,6 +24,7 @@ pub mod error;
 mod executors;
 mod jobs;
 pub mod launch;
+pub mod progress;
 mod runtime;
 pub mod scheduler;
 pub mod sql;

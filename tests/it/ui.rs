@@ -356,3 +356,44 @@ fn bad_event_logs_are_refused_with_the_file_and_line() {
     assert_eq!(app.info().id, "app-1-1");
     assert!(app.info().ended_ms.is_none());
 }
+
+#[test]
+fn progress_bars_reach_100_percent_on_a_terminal_and_draw_nothing_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("typescript");
+    let jobs = example("jobs");
+    // `script` runs the example on a pseudo-terminal and keeps every byte
+    // drawn on it, including frames later cleared.
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} --master local[2] slow", jobs.display()))
+        .arg(&transcript)
+        .env("RIFFLE_UI", "0")
+        .env_remove("RIFFLE_PROGRESS")
+        .output()
+        .expect("script (util-linux) runs a command on a pseudo-terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drawn = String::from_utf8_lossy(&std::fs::read(&transcript).unwrap()).into_owned();
+    assert!(drawn.contains("job-0 stage-0.0"), "{drawn}");
+    assert!(drawn.contains("40/40 tasks 100%"), "{drawn}");
+    assert!(drawn.contains("rows"), "{drawn}");
+
+    // With stderr a pipe, nothing is drawn.
+    let piped = Command::new(&jobs)
+        .args(["--master", "local[2]", "slow"])
+        .env("RIFFLE_UI", "0")
+        .env_remove("RIFFLE_PROGRESS")
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("tasks 100%") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "40");
+}

@@ -411,3 +411,43 @@ pub async fn load(store: &Arc<dyn ObjectStore>, log: &LogFile) -> Result<AppStat
     let text = String::from_utf8_lossy(&bytes);
     replay(log.location.as_ref(), &text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riffle_planner::ids::ExecutorId;
+
+    #[test]
+    fn a_log_in_an_object_store_is_completed_under_its_final_name() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let stores = ObjectStores::default();
+        let info = AppInfo {
+            id: "app-1-2".into(),
+            name: "riffle".into(),
+            version: "0".into(),
+            master: "local".into(),
+            started_ms: 1,
+            ended_ms: None,
+            live: true,
+        };
+        let dir = "memory://logs/dir";
+        let (writer, task) = EventLogWriter::start(rt.handle(), &stores, dir, &info).unwrap();
+        writer.record(
+            5,
+            &SchedulerEvent::ExecutorAdded {
+                executor: ExecutorId(1),
+                slots: 2,
+                address: "127.0.0.1:7".into(),
+            },
+        );
+        writer.finish(9);
+        rt.block_on(task).unwrap();
+        let (store, logs) = rt.block_on(list_logs(&stores, dir)).unwrap();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert_eq!(logs[0].app_id, "app-1-2");
+        assert!(!logs[0].in_progress, "the in-progress object was deleted");
+        let app = rt.block_on(load(&store, &logs[0])).unwrap();
+        assert_eq!(app.info().ended_ms, Some(9));
+        assert_eq!(app.executors()[0].address, "127.0.0.1:7");
+    }
+}

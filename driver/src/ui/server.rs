@@ -302,3 +302,64 @@ pub(crate) async fn bind(
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no port to try")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(gate: &Gate, uri: &str, headers: &[(header::HeaderName, &str)]) -> &'static str {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        match gate.check(&uri.parse().unwrap(), &map) {
+            Verdict::Pass => "pass",
+            Verdict::SetCookie(_) => "cookie",
+            Verdict::Refuse => "refuse",
+        }
+    }
+
+    #[test]
+    fn with_a_secret_every_request_must_carry_it() {
+        assert_eq!(verdict(&Gate::new(None), "/api/v1/jobs", &[]), "pass");
+        let gate = Gate::new(Some("s3cret"));
+        assert_eq!(verdict(&gate, "/api/v1/jobs", &[]), "refuse");
+        let auth = header::AUTHORIZATION;
+        assert_eq!(
+            verdict(&gate, "/", &[(auth.clone(), "Bearer s3cret")]),
+            "pass"
+        );
+        assert_eq!(verdict(&gate, "/", &[(auth, "Bearer s3cre")]), "refuse");
+        let cookie = header::COOKIE;
+        assert_eq!(
+            verdict(&gate, "/", &[(cookie.clone(), "a=b; riffle_secret=s3cret")]),
+            "pass"
+        );
+        assert_eq!(
+            verdict(&gate, "/", &[(cookie, "riffle_secret=nope")]),
+            "refuse"
+        );
+        assert_eq!(verdict(&gate, "/?secret=s3cret", &[]), "cookie");
+        assert_eq!(verdict(&gate, "/?secret=wrong", &[]), "refuse");
+    }
+
+    #[test]
+    fn beyond_loopback_the_ui_needs_the_secret() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let stores = riffle_shuffle::stores::ObjectStores::default();
+        let ui = super::super::UiConfig {
+            enabled: true,
+            bind: std::net::IpAddr::from([0, 0, 0, 0]),
+            port: 0,
+        };
+        let start = |secret| {
+            super::super::LiveUi::start(rt.handle(), &stores, &ui, None, secret, "local", None)
+                .unwrap()
+        };
+        assert_eq!(start(None).url, None, "no secret: the UI stays off");
+        let url = start(Some("s3cret"))
+            .url
+            .expect("with the secret it is served");
+        assert!(url.starts_with("http://0.0.0.0:"), "{url}");
+    }
+}
