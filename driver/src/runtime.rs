@@ -47,15 +47,25 @@ impl IoRuntime {
         F: Future + Send,
         F::Output: Send,
     {
-        let rt = self.runtime();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return rt.block_on(future);
-        }
-        std::thread::scope(|s| match s.spawn(|| rt.block_on(future)).join() {
-            Ok(output) => output,
-            Err(panic) => std::panic::resume_unwind(panic),
-        })
+        block_on(self.handle(), future)
     }
+}
+
+/// Runs `future` to completion on the runtime of `handle`, from any
+/// thread: from inside another runtime (where blocking its thread would
+/// panic) it runs on a scoped helper thread instead.
+pub(crate) fn block_on<F>(handle: &tokio::runtime::Handle, future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return handle.block_on(future);
+    }
+    std::thread::scope(|s| match s.spawn(|| handle.block_on(future)).join() {
+        Ok(output) => output,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 impl Drop for IoRuntime {

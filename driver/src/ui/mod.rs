@@ -142,7 +142,7 @@ impl LiveUi {
                     "web UI off: listening beyond loopback needs the shared secret (RIFFLE_SECRET)"
                 );
             } else {
-                match runtime.block_on(server::bind(ui.bind, ui.port)) {
+                match crate::runtime::block_on(runtime, server::bind(ui.bind, ui.port)) {
                     Ok(listener) => {
                         let addr = listener
                             .local_addr()
@@ -194,7 +194,9 @@ impl LiveUi {
         if let Some((writer, task)) = self.log.take() {
             writer.finish(server::now_ms());
             // The timer must be made inside the runtime.
-            let _ = runtime.block_on(async { tokio::time::timeout(LOG_FLUSH_WAIT, task).await });
+            let _ = crate::runtime::block_on(runtime, async {
+                tokio::time::timeout(LOG_FLUSH_WAIT, task).await
+            });
         }
     }
 }
