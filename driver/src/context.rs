@@ -623,6 +623,16 @@ impl Context {
             ui: Mutex::new(None),
             ui_url: None,
         };
+        // The UI comes up before the executors, as Spark's does: a browser
+        // can watch them join, and is connected before the first job.
+        let live = crate::ui::LiveUi::start(
+            inner.runtime.handle(),
+            &inner.stores,
+            &inner.config.ui,
+            inner.config.event_log.as_deref(),
+            inner.config.secret.as_deref(),
+            &inner.config.master,
+        )?;
         match master {
             Master::Embedded { slots } => {
                 let executor = Executor::new(
@@ -671,15 +681,7 @@ impl Context {
                 )?;
             }
         }
-        let live = crate::ui::LiveUi::start(
-            inner.runtime.handle(),
-            &inner.stores,
-            &inner.config.ui,
-            inner.config.event_log.as_deref(),
-            inner.config.secret.as_deref(),
-            &inner.config.master,
-            inner.heartbeats(),
-        )?;
+        live.set_heartbeats(inner.heartbeats());
         inner.ui_url = live.url.clone();
         let wants_events = live.wants_events();
         inner.ui = Mutex::new(Some(live));

@@ -397,3 +397,17 @@ fn progress_bars_reach_100_percent_on_a_terminal_and_draw_nothing_otherwise() {
     );
     assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "40");
 }
+
+#[test]
+fn history_refuses_a_missing_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["history", "/definitely/not/a/log/dir", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/definitely/not/a/log/dir") && err.contains("no such event log directory"),
+        "{err}"
+    );
+}

@@ -50,7 +50,18 @@ impl HistoryServer {
             .build()
             .map_err(|e| DriverError::Config(format!("cannot start a runtime: {e}")))?;
         let stores = ObjectStores::default();
-        // Fail now on a directory that cannot be listed.
+        // A local directory must exist (a typo would otherwise show an
+        // empty list); any store must be listable.
+        let url = ObjectStores::to_url(dir).map_err(DriverError::input)?;
+        if let Ok(path) = url.to_file_path()
+            && !path.is_dir()
+        {
+            return Err(DriverError::Input {
+                path: dir.to_string(),
+                message: "no such event log directory".into(),
+                source: None,
+            });
+        }
         runtime.block_on(event_log::list_logs(&stores, dir))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(bind))
@@ -154,7 +165,7 @@ impl History {
         let source = AppSource {
             status: Arc::new(Mutex::new(status)),
             updates: None,
-            heartbeats: None,
+            heartbeats: Arc::default(),
         };
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(log.app_id.clone(), (log.size, source.clone()));

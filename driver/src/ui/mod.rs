@@ -101,6 +101,7 @@ pub(crate) struct LiveUi {
     pub(crate) url: Option<String>,
     log: Option<(EventLogWriter, tokio::task::JoinHandle<()>)>,
     listener: Option<UiListener>,
+    heartbeats: Arc<Mutex<Option<Heartbeats>>>,
 }
 
 impl LiveUi {
@@ -115,7 +116,6 @@ impl LiveUi {
         event_log: Option<&str>,
         secret: Option<&str>,
         master: &str,
-        heartbeats: Option<Heartbeats>,
     ) -> Result<LiveUi, DriverError> {
         let started_ms = server::now_ms();
         let info = AppInfo {
@@ -132,6 +132,7 @@ impl LiveUi {
             None => None,
         };
         let (updates, rx) = watch::channel(None);
+        let heartbeats: Arc<Mutex<Option<Heartbeats>>> = Arc::default();
         let mut status = None;
         let mut url = None;
         if ui.enabled {
@@ -151,7 +152,7 @@ impl LiveUi {
                         let source = AppSource {
                             status: shared.clone(),
                             updates: Some(rx),
-                            heartbeats,
+                            heartbeats: heartbeats.clone(),
                         };
                         server::serve(runtime, listener, Gate::new(secret), move |uri, method| {
                             let source = source.clone();
@@ -175,7 +176,20 @@ impl LiveUi {
             log: log.as_ref().map(|(w, _)| w.clone()),
             updates,
         });
-        Ok(LiveUi { url, log, listener })
+        Ok(LiveUi {
+            url,
+            log,
+            listener,
+            heartbeats,
+        })
+    }
+
+    /// Where the executors page gets last heartbeats from, once the
+    /// executors are known (the UI starts before them).
+    pub(crate) fn set_heartbeats(&self, heartbeats: Option<Heartbeats>) {
+        if let Ok(mut h) = self.heartbeats.lock() {
+            *h = heartbeats;
+        }
     }
 
     /// The listener the scheduler must be given, once.
