@@ -16,3 +16,18 @@ mod text_input;
 mod tpch;
 mod ui;
 mod wire;
+
+/// Runs `scripts/install-test-deps.sh`, which installs what the tests need
+/// besides Rust (the README's test command must work on a fresh machine);
+/// `why` names what needs it, for the failure message.
+pub(crate) fn install_test_deps(why: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/install-test-deps.sh"))
+        .status()
+        .expect("running scripts/install-test-deps.sh");
+    assert!(
+        status.success(),
+        "scripts/install-test-deps.sh failed: {why}"
+    );
+}

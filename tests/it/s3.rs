@@ -19,15 +19,7 @@ struct S3Server {
 impl S3Server {
     fn start() -> S3Server {
         if Command::new("moto_server").arg("--help").output().is_err() {
-            let root = env!("CARGO_MANIFEST_DIR");
-            let status = Command::new("bash")
-                .arg(format!("{root}/scripts/install-test-deps.sh"))
-                .status()
-                .expect("running scripts/install-test-deps.sh");
-            assert!(
-                status.success(),
-                "scripts/install-test-deps.sh failed: the S3 tests need moto_server"
-            );
+            crate::install_test_deps("the S3 tests need moto_server");
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

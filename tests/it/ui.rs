@@ -134,15 +134,7 @@ fn ensure_browser() {
             .output()
             .is_ok_and(|o| o.status.success());
     if !ready {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let status = Command::new("bash")
-            .arg(format!("{root}/scripts/install-test-deps.sh"))
-            .status()
-            .expect("running scripts/install-test-deps.sh");
-        assert!(
-            status.success(),
-            "scripts/install-test-deps.sh failed: the web UI test needs Chromium and Playwright"
-        );
+        crate::install_test_deps("the web UI test needs Chromium and Playwright");
     }
 }
 
