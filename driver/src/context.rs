@@ -927,19 +927,18 @@ impl ContextInner {
                 mode: self.config.scheduling_mode,
                 driver_url: self.driver_url.clone(),
             };
-            let listeners: Vec<Box<dyn crate::scheduler::events::EventListener>> = self
+            let mut listeners: Vec<Box<dyn crate::scheduler::events::EventListener>> = Vec::new();
+            if let Some(ui) = self
                 .ui
                 .lock()
                 .ok()
                 .and_then(|mut ui| ui.as_mut()?.take_listener())
-                .map(|l| Box::new(l) as Box<dyn crate::scheduler::events::EventListener>)
-                .into_iter()
-                .chain(
-                    self.config
-                        .progress
-                        .then(|| Box::new(crate::progress::ProgressListener::new()) as _),
-                )
-                .collect();
+            {
+                listeners.push(Box::new(ui));
+            }
+            if self.config.progress {
+                listeners.push(Box::new(crate::progress::ProgressListener::new()));
+            }
             Scheduler::start(
                 self.runtime.handle(),
                 deps,

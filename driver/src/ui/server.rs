@@ -93,37 +93,58 @@ pub(crate) fn answer(app: &AppSource, rest: &str, method: &Method) -> Response {
         };
     }
     let now = now_ms();
+    // The event loop takes the same lock for every event: hold it only to
+    // copy the rows out, and serialize after.
     let Ok(status) = app.status.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "status store poisoned").into_response();
     };
     let number = |s: &str| s.parse::<u32>().ok();
     match parts.as_slice() {
-        ["api", "v1", "application"] => json(status.info()),
-        ["api", "v1", "jobs"] => json(&status.jobs(now)),
-        ["api", "v1", "jobs", id] => match number(id).and_then(|id| status.job(id, now)) {
-            Some(job) => json(&job),
-            None => not_found(&format!("no job {id}")),
-        },
-        ["api", "v1", "stages"] => json(&status.stages(now)),
+        ["api", "v1", "application"] => {
+            let info = status.info().clone();
+            drop(status);
+            json(&info)
+        }
+        ["api", "v1", "jobs"] => {
+            let rows = status.jobs(now);
+            drop(status);
+            json(&rows)
+        }
+        ["api", "v1", "jobs", id] => {
+            let job = number(id).and_then(|id| status.job(id, now));
+            drop(status);
+            match job {
+                Some(job) => json(&job),
+                None => not_found(&format!("no job {id}")),
+            }
+        }
+        ["api", "v1", "stages"] => {
+            let rows = status.stages(now);
+            drop(status);
+            json(&rows)
+        }
         ["api", "v1", "jobs", job, "stages", stage, attempt] => {
-            match (number(job), number(stage), number(attempt)) {
-                (Some(j), Some(s), Some(a)) => match status.stage(j, s, a, now) {
-                    Some(detail) => json(&detail),
-                    None => not_found(&format!("no attempt {a} of stage {s} in job {j}")),
-                },
-                _ => not_found("job, stage and attempt must be numbers"),
+            let (Some(j), Some(s), Some(a)) = (number(job), number(stage), number(attempt)) else {
+                return not_found("job, stage and attempt must be numbers");
+            };
+            let detail = status.stage(j, s, a, now);
+            drop(status);
+            match detail {
+                Some(detail) => json(&detail),
+                None => not_found(&format!("no attempt {a} of stage {s} in job {j}")),
             }
         }
         ["api", "v1", "executors"] => {
             let mut rows = status.executors();
+            drop(status);
             let heartbeats = app.heartbeats.lock().ok().and_then(|h| h.clone());
             if let Some(heartbeats) = heartbeats {
-                let beats = heartbeats();
+                let beats: HashMap<String, u64> = heartbeats()
+                    .into_iter()
+                    .map(|(id, ms)| (id.to_string(), ms))
+                    .collect();
                 for row in &mut rows {
-                    row.last_heartbeat_ms = beats
-                        .iter()
-                        .find(|(id, _)| id.to_string() == row.id)
-                        .map(|(_, ms)| *ms);
+                    row.last_heartbeat_ms = beats.get(&row.id).copied();
                 }
             }
             json(&rows)

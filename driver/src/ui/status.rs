@@ -260,6 +260,10 @@ struct Job {
     outcome: Option<JobOutcome>,
     graph: Vec<StageInfo>,
     attempts: BTreeMap<(StageId, u32), StageAttempt>,
+    /// Task attempts that succeeded and that failed (not killed), kept as
+    /// they end so the jobs list does not walk every task on each request.
+    tasks_done: usize,
+    tasks_failed: usize,
 }
 
 struct Executor {
@@ -319,6 +323,8 @@ impl AppStatus {
                         outcome: None,
                         graph: stages.clone(),
                         attempts: BTreeMap::new(),
+                        tasks_done: 0,
+                        tasks_failed: 0,
                     },
                 );
                 self.retain();
@@ -405,7 +411,10 @@ impl AppStatus {
                 let Some(stage_attempt) = self.task_stage.remove(task) else {
                     return;
                 };
-                if let Some(a) = self.attempt(task.job, task.stage, stage_attempt)
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return;
+                };
+                if let Some(a) = job.attempts.get_mut(&(task.stage, stage_attempt))
                     && let Some(t) = a.tasks.get_mut(&(task.partition, task.attempt))
                 {
                     t.ended_ms = Some(time_ms);
@@ -413,6 +422,11 @@ impl AppStatus {
                     t.failure = failure
                         .as_ref()
                         .map(|f| (f.kind.clone(), f.message.clone()));
+                    match task_status(t) {
+                        "succeeded" => job.tasks_done += 1,
+                        "failed" => job.tasks_failed += 1,
+                        _ => {}
+                    }
                 }
             }
             SchedulerEvent::ExecutorAdded {
@@ -585,15 +599,6 @@ impl AppStatus {
 fn job_row(id: JobId, j: &Job, now_ms: u64) -> JobRow {
     let latest: BTreeMap<StageId, &StageAttempt> =
         j.attempts.iter().map(|((s, _), a)| (*s, a)).collect();
-    let tasks = j.attempts.values().flat_map(|a| a.tasks.values());
-    let (mut done, mut failed) = (0, 0);
-    for t in tasks {
-        match task_status(t) {
-            "succeeded" => done += 1,
-            "failed" => failed += 1,
-            _ => {}
-        }
-    }
     let (status, failure) = match &j.outcome {
         None => ("running", None),
         Some(JobOutcome::Succeeded) => ("succeeded", None),
@@ -612,8 +617,8 @@ fn job_row(id: JobId, j: &Job, now_ms: u64) -> JobRow {
             .filter(|a| attempt_state(a) == "available")
             .count(),
         tasks_total: j.attempts.values().map(|a| a.tasks_total).sum(),
-        tasks_done: done,
-        tasks_failed: failed,
+        tasks_done: j.tasks_done,
+        tasks_failed: j.tasks_failed,
         failure,
     }
 }
