@@ -27,7 +27,8 @@ pub struct ShuffleContext {
 }
 
 /// DataFusion's object-store lookups, answered by Riffle's store table
-/// (so `s3://` URLs work the same for Dataset jobs and SQL).
+/// (so `s3://` URLs work the same for Dataset jobs and SQL), with hidden
+/// files left out of listings ([`crate::input_store`]).
 #[derive(Debug)]
 struct Stores(ObjectStores);
 
@@ -44,7 +45,7 @@ impl ObjectStoreRegistry for Stores {
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
         self.0
             .resolve(url)
-            .map(|(store, _)| store)
+            .map(|(store, _)| Arc::new(crate::input_store::InputStore(store)) as _)
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }
