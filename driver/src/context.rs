@@ -844,6 +844,11 @@ impl Context {
         let mut splits = Vec::new();
         for (url, size) in files {
             if size == 0 {
+                if url.ends_with(".gz") {
+                    // What the SQL text tables do too: not a valid gzip
+                    // stream, but nothing was lost either.
+                    tracing::warn!("{url}: empty gzip file (0 bytes), read as no lines");
+                }
                 continue;
             }
             if url.ends_with(".gz") {

@@ -7,14 +7,16 @@
 //!
 //! Split semantics (as Hadoop's `LineRecordReader`): a split owns every line
 //! that starts inside `[start, end)`. A split with `start > 0` begins reading
-//! at `start - 1` and skips through the first `\n`, and the last line is read
-//! to its end even past `end`.
+//! at `start - 1` and skips through the first line end, and the last line is
+//! read to its end even past `end`. Line ends, the byte-order mark and gzip
+//! members follow [`riffle_shuffle::lines`], as the SQL text tables do.
 
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt};
 use riffle_planner::PipelineError;
 use riffle_planner::pipeline::{Counters, TaskContext};
 use riffle_planner::task::{Compression, FileSplit};
+use riffle_shuffle::lines::{self, GzipMembers};
 use riffle_shuffle::stores::ObjectStores;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -93,8 +95,8 @@ impl Read for ChannelReader {
     }
 }
 
-/// The lines of one split, as an iterator of `String`s. Lines end at `\n`
-/// or `\r\n`; bytes that are not UTF-8 are replaced with U+FFFD and counted.
+/// The lines of one split, as an iterator of `String`s. Lines end at `\n`,
+/// `\r\n` or `\r`; bytes that are not UTF-8 are replaced with U+FFFD and counted.
 pub struct TextLines {
     split: FileSplit,
     state: State,
@@ -148,7 +150,7 @@ impl TextLines {
         let (reader, position): (Box<dyn BufRead + Send>, u64) = match split.compression {
             Compression::Gzip => {
                 let raw = ChannelReader::spawn(runtime, store, path, 0, split.size);
-                let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw));
+                let gz = GzipMembers::new(BufReader::with_capacity(1 << 16, raw));
                 (Box::new(BufReader::with_capacity(1 << 16, gz)), 0)
             }
             Compression::None if split.start == 0 => {
@@ -158,11 +160,12 @@ impl TextLines {
             Compression::None => {
                 let raw = ChannelReader::spawn(runtime, store, path, split.start - 1, split.size);
                 let mut reader = BufReader::with_capacity(1 << 16, raw);
-                // Skip the tail of the line that started in the previous split.
+                // Skip the tail of the line that started in the previous
+                // split (or, from `start - 1`, just the line end before
+                // `start`).
                 let mut skipped = Vec::new();
-                let n = reader
-                    .read_until(b'\n', &mut skipped)
-                    .map_err(|e| self.read_error(e))?;
+                let n =
+                    lines::read_line(&mut reader, &mut skipped).map_err(|e| self.read_error(e))?;
                 (Box::new(reader), split.start - 1 + n as u64)
             }
         };
@@ -212,8 +215,8 @@ impl Iterator for TextLines {
                         self.state = State::Done;
                         continue;
                     }
-                    self.buf.clear();
-                    let n = match reader.read_until(b'\n', &mut self.buf) {
+                    let at_file_start = *position == 0;
+                    let n = match lines::read_line(reader, &mut self.buf) {
                         Ok(n) => n,
                         Err(e) => {
                             let e = self.read_error(e);
@@ -230,7 +233,7 @@ impl Iterator for TextLines {
                     let counters = &self.ctx.counters;
                     Counters::add(&counters.bytes_read, n as u64);
                     Counters::add(&counters.records_read, 1);
-                    return Some(self.take_line());
+                    return Some(self.take_line(at_file_start));
                 }
                 State::Done => return None,
             }
@@ -239,13 +242,12 @@ impl Iterator for TextLines {
 }
 
 impl TextLines {
-    fn take_line(&mut self) -> String {
+    /// The line just read, as text; the first line of a file loses its
+    /// byte-order mark.
+    fn take_line(&mut self, at_file_start: bool) -> String {
         let mut line = std::mem::take(&mut self.buf);
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        if at_file_start && line.starts_with(lines::BOM) {
+            line.drain(..lines::BOM.len());
         }
         match String::from_utf8(line) {
             Ok(s) => s,

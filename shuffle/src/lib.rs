@@ -13,10 +13,15 @@
 //!  reduce r:    get_range(data_m, range_r) for every m, decode, hand batches to the ReduceOp
 //! ```
 //!
+//! It also holds what every reader of input files shares: listing by
+//! Hadoop's conventions ([`stores::ObjectStores::list_files`]) and text
+//! lines, byte-order marks and gzip members ([`lines`]).
+//!
 //! Architecture invariant: this crate knows storage, not scheduling.
 
 pub mod error;
 pub mod layout;
+pub mod lines;
 pub mod reader;
 pub mod stores;
 pub mod writer;
