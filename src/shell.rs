@@ -63,8 +63,7 @@ pub fn run_script(
     vars: &HashMap<String, String>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let script = riffle::sql::hive::substitute(script, vars)?;
-    for statement in riffle::sql::hive::split_statements(&script)? {
+    for statement in riffle::sql::hive::prepare_script(script, vars)? {
         let output = ctx.run_statement(&statement)?;
         report(&output, format)?;
     }

@@ -258,8 +258,9 @@ pub struct StatementOutput {
 }
 
 impl Context {
-    /// Runs a script of `;`-separated statements after replacing
-    /// `${NAME}` with `vars`, stopping at the first error. Besides what
+    /// Runs a script of `;`-separated statements after dropping `--`
+    /// comment lines and replacing `${NAME}` with `vars` (in that order, as
+    /// Hive's CLI does), stopping at the first error. Besides what
     /// DataFusion accepts, it runs Hive's `CREATE EXTERNAL TABLE ... ROW
     /// FORMAT SERDE '...RegexSerDe'` and `INSERT OVERWRITE DIRECTORY`.
     pub fn run_script(
@@ -267,12 +268,8 @@ impl Context {
         script: &str,
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Vec<StatementOutput>, DriverError> {
-        let script = riffle_sql::hive::substitute(script, vars).map_err(|e| DriverError::Sql {
-            statement: "script".into(),
-            message: e.to_string(),
-        })?;
         let statements =
-            riffle_sql::hive::split_statements(&script).map_err(|e| DriverError::Sql {
+            riffle_sql::hive::prepare_script(script, vars).map_err(|e| DriverError::Sql {
                 statement: "script".into(),
                 message: e.to_string(),
             })?;
@@ -321,8 +318,15 @@ impl Context {
                 if_not_exists,
                 columns,
                 regex,
+                case_insensitive,
+                ignored_properties,
                 location,
             } => {
+                for key in &ignored_properties {
+                    tracing::warn!(
+                        "table {name}: SERDEPROPERTIES key {key:?} is ignored (RegexSerDe reads only \"input.regex\" and \"input.regex.case.insensitive\")"
+                    );
+                }
                 let session = self.sql_session()?;
                 let exists = session.table_exist(name.as_str()).unwrap_or(false);
                 if exists && !if_not_exists {
@@ -338,6 +342,7 @@ impl Context {
                         .block_on(riffle_sql::regex_table::RegexTable::try_new(
                             &columns,
                             &regex,
+                            case_insensitive,
                             &location,
                             &self.inner.stores,
                         ))
@@ -348,9 +353,9 @@ impl Context {
                 }
                 (Vec::new(), false)
             }
-            Statement::InsertOverwriteDirectory { dir, query } => {
+            Statement::InsertOverwriteDirectory { dir, format, query } => {
                 let batches = self.sql(&query)?.collect()?;
-                self.write_hive_text(&dir, &batches)?;
+                self.write_hive_text(&dir, &format, &batches)?;
                 (Vec::new(), false)
             }
         };
@@ -362,29 +367,16 @@ impl Context {
         })
     }
 
-    /// Replaces the contents of `dir` with `000000_0` holding the rows in
-    /// Hive's default text format: fields separated by `\x01`, NULL as `\N`.
-    fn write_hive_text(&self, dir: &str, batches: &[RecordBatch]) -> Result<(), DriverError> {
-        use riffle_sql::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-        let mut text = String::new();
-        let options = FormatOptions::default().with_null("\\N");
-        for batch in batches {
-            let formatters = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DriverError::Internal(e.to_string()))?;
-            for row in 0..batch.num_rows() {
-                for (i, f) in formatters.iter().enumerate() {
-                    if i > 0 {
-                        text.push('\u{1}');
-                    }
-                    text.push_str(&f.value(row).to_string());
-                }
-                text.push('\n');
-            }
-        }
+    /// Replaces the contents of `dir` with `000000_0` holding the rows as
+    /// Hive's text output writes them ([`riffle_sql::hive_text`]).
+    fn write_hive_text(
+        &self,
+        dir: &str,
+        format: &riffle_sql::hive::TextFormat,
+        batches: &[RecordBatch],
+    ) -> Result<(), DriverError> {
+        let text = riffle_sql::hive_text::rows(batches, format)
+            .map_err(|e| DriverError::Internal(e.to_string()))?;
         self.inner
             .runtime
             .block_on(crate::scheduler::commit::overwrite_directory(

@@ -100,22 +100,28 @@ impl Date {
         valid.then_some(Date { year, month, day })
     }
 
-    /// Parses `yyyy-mm-dd` (exactly four, two and two ASCII digits) into a
-    /// valid calendar date; anything else is `None` (a NULL `DATE`).
+    /// Parses a date as Hive's `DATE` conversion does (Java's
+    /// `java.sql.Date.valueOf`, [`crate::hive_types::java_date`]):
+    /// `yyyy-[m]m-[d]d`, so `2014-7-6` is 2014-07-06 and a day past the
+    /// month's end rolls over; anything else is `None` (a NULL `DATE`).
     pub fn parse(s: &str) -> Option<Date> {
+        // The common shape (`2014-07-05`, a real day) without the general
+        // parser's scans: this runs once per log line.
         let b = s.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-            return None;
+        if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+            let digits = |range: std::ops::Range<usize>| {
+                b[range].iter().try_fold(0u32, |acc, &c| {
+                    c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+                })
+            };
+            if let (Some(year), Some(month), Some(day)) =
+                (digits(0..4), digits(5..7), digits(8..10))
+                && let Some(date) = Date::new(year as i32, month as u8, day as u8)
+            {
+                return Some(date);
+            }
         }
-        let digits = |range: std::ops::Range<usize>| {
-            b[range].iter().try_fold(0u32, |acc, &c| {
-                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-            })
-        };
-        let year = i32::try_from(digits(0..4)?).ok()?;
-        let month = u8::try_from(digits(5..7)?).ok()?;
-        let day = u8::try_from(digits(8..10)?).ok()?;
-        Date::new(year, month, day)
+        Date::from_days_since_epoch(crate::hive_types::java_date(s)?)
     }
 
     /// The year.
@@ -180,10 +186,11 @@ fn days_in_month(year: i32, month: u8) -> u8 {
     }
 }
 
-/// Hive's `Integer.valueOf` for an `INT` column: an optional sign and ASCII
+/// Hive's `Integer.valueOf` for an `INT` column
+/// ([`crate::hive_types::java_integer`]): an optional sign and decimal
 /// digits within `i32`, else NULL.
 fn parse_int(s: &str) -> Option<i32> {
-    s.parse().ok()
+    crate::hive_types::java_integer(s, i32::MIN.into(), i32::MAX.into()).map(|v| v as i32)
 }
 
 /// One row of the table. All fields are NULL (`None`) when the line does not
@@ -474,11 +481,11 @@ mod tests {
     fn bad_date_and_bad_int_are_null_fields() {
         let parser = CloudFrontParser::new();
         for bad in [
-            "2014-02-30",
+            "2014-00-05",
             "2014-13-01",
-            "2014-7-05",
             "14-07-05",
             "2014/07/05",
+            "2014-7-",
         ] {
             let line = LINE.replacen("2014-07-05", bad, 1);
             let r = parser.parse(&line);
@@ -493,6 +500,11 @@ mod tests {
                 .date,
             Date::new(2016, 2, 29)
         );
+        // Hive reads dates with Java's lenient `Date.valueOf`.
+        for (lenient, date) in [("2014-7-05", (2014, 7, 5)), ("2014-02-30", (2014, 3, 2))] {
+            let line = LINE.replacen("2014-07-05", lenient, 1);
+            assert_eq!(parser.parse(&line).date, Date::new(date.0, date.1, date.2));
+        }
         let line = LINE
             .replacen(" 4260 ", " 42x0 ", 1)
             .replacen(" 200 ", " 99999999999 ", 1);
@@ -586,16 +598,29 @@ mod tests {
         assert_eq!(Date::from_days_since_epoch(-719_529), None);
         assert_eq!(Date::from_days_since_epoch(2_932_897), None);
         for bad in [
-            "2014-07-5",
             "2014-07-05 ",
-            "+014-07-05",
             "2014-00-10",
-            "1900-02-29",
+            "2014-13-01",
+            "2014-7-",
+            "2014-07-00",
             "",
         ] {
             assert_eq!(Date::parse(bad), None, "{bad:?}");
         }
-        assert!(Date::parse("2000-02-29").is_some());
+        // As Java's `Date.valueOf`: one-digit months and days, rollover.
+        for (lenient, date) in [
+            ("2014-7-6", "2014-07-06"),
+            ("2014-07-5", "2014-07-05"),
+            ("+014-07-05", "0014-07-05"),
+            ("1900-02-29", "1900-03-01"),
+            ("2000-02-29", "2000-02-29"),
+        ] {
+            assert_eq!(
+                Date::parse(lenient).unwrap().to_string(),
+                date,
+                "{lenient:?}"
+            );
+        }
     }
 
     /// Realistic lines the generators mutate.

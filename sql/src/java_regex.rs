@@ -73,12 +73,20 @@ pub struct JavaFlags {
     /// `Pattern.DOTALL`: `.` matches every character, line terminators
     /// included.
     pub dotall: bool,
+    /// `Pattern.CASE_INSENSITIVE`. Java folds only US-ASCII letters unless
+    /// `UNICODE_CASE` is also given; the `regex` crate folds Unicode
+    /// letters too, so non-ASCII letters may match where Java's would not.
+    pub case_insensitive: bool,
 }
 
 impl JavaFlags {
     /// The flags Hive's `RegexSerDe` compiles `input.regex` with
-    /// (`Pattern.DOTALL`; `input.regex.case.insensitive` is not supported).
-    pub const HIVE: JavaFlags = JavaFlags { dotall: true };
+    /// (`Pattern.DOTALL`, plus `CASE_INSENSITIVE` when the table sets
+    /// `input.regex.case.insensitive` to `true`).
+    pub const HIVE: JavaFlags = JavaFlags {
+        dotall: true,
+        case_insensitive: false,
+    };
 }
 
 /// The result of [`translate`].
@@ -111,6 +119,7 @@ pub struct JavaRegex {
     regex: Regex,
     forbidden_prefix: Option<String>,
     group_count: usize,
+    case_insensitive: bool,
 }
 
 impl JavaRegex {
@@ -132,6 +141,7 @@ impl JavaRegex {
             regex,
             forbidden_prefix: translation.forbidden_prefix,
             group_count: translation.group_count,
+            case_insensitive: flags.case_insensitive,
         })
     }
 
@@ -159,7 +169,11 @@ impl JavaRegex {
     fn prefix_ok(&self, input: &str) -> bool {
         self.forbidden_prefix
             .as_deref()
-            .is_none_or(|prefix| !input.starts_with(prefix))
+            .is_none_or(|prefix| match input.get(..prefix.len()) {
+                Some(head) if self.case_insensitive => !head.eq_ignore_ascii_case(prefix),
+                Some(head) => head != prefix,
+                None => true,
+            })
     }
 
     /// Whether the whole input matches (Java's `matcher(input).matches()`).
@@ -338,6 +352,9 @@ impl<'p> Translator<'p> {
 
     fn run(mut self) -> Result<Translation, Error> {
         let forbidden_prefix = self.leading_negative_lookahead()?;
+        if self.flags.case_insensitive {
+            self.out.push_str("(?i)");
+        }
         self.out.push_str(r"\A(?:");
         while let Some(c) = self.peek() {
             let start = self.pos;
