@@ -86,6 +86,7 @@ fn run() -> anyhow::Result<()> {
             seed: 42,
             out: dir.clone(),
             gzip: true,
+            wild: false,
         })?;
         eprintln!(
             "no INPUT given: generated a sample data set of {} lines in {}",

@@ -59,6 +59,7 @@ fn run() -> anyhow::Result<()> {
             seed: 42,
             out: dir.clone(),
             gzip: false,
+            wild: false,
         })?;
         eprintln!(
             "no INPUT given: generated a sample data set of {} lines ({} bytes) in {}",

@@ -27,6 +27,14 @@ pub struct CloudFrontGenOptions {
     pub out: PathBuf,
     /// Write gzip files (`.log.gz`, fastest level) instead of `.log`.
     pub gzip: bool,
+    /// Write the directory as real-world tools leave them, to test that
+    /// readers follow Hadoop's input conventions: marker files and
+    /// directories holding log lines that are not data (`_SUCCESS`,
+    /// `_temporary/`, `.staging/`, `_logs/`, `.crc` files), `\n`, `\r\n` and
+    /// lone `\r` line ends, UTF-8 byte-order marks, dates without leading
+    /// zeros (`2014-7-6`), file names with ` `, `#`, `?` and `%20`, and with
+    /// `gzip`, NUL padding after the gzip stream and a 0-byte `.gz` file.
+    pub wild: bool,
 }
 
 /// What a generator wrote.
@@ -123,6 +131,9 @@ pub fn cloudfront(opts: &CloudFrontGenOptions) -> anyhow::Result<GenSummary> {
             cloudfront_file(opts, index, lines)
         })
         .collect::<anyhow::Result<_>>()?;
+    if opts.wild {
+        write_markers(opts)?;
+    }
     Ok(per_file
         .iter()
         .fold(GenSummary::default(), |a, s| GenSummary {
@@ -140,7 +151,23 @@ fn cloudfront_file(
     lines: u64,
 ) -> anyhow::Result<GenSummary> {
     let suffix = if opts.gzip { ".gz" } else { "" };
-    let path = opts.out.join(format!("cloudfront-{index:05}.log{suffix}"));
+    let awkward = if opts.wild {
+        ["", " #1", "?", "%20x"][index % 4]
+    } else {
+        ""
+    };
+    let path = opts
+        .out
+        .join(format!("cloudfront-{index:05}{awkward}.log{suffix}"));
+    let shape = if opts.wild {
+        Shape {
+            line_end: [&b"\n"[..], b"\r\n", b"\r"][index % 3],
+            bom: index % 2 == 1,
+            short_dates: true,
+        }
+    } else {
+        Shape::PLAIN
+    };
     let context = || format!("writing {}", path.display());
     let file = File::create(&path).with_context(context)?;
     let writer = BufWriter::with_capacity(1 << 20, file);
@@ -148,14 +175,19 @@ fn cloudfront_file(
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut summary = if opts.gzip {
         let mut gz = GzEncoder::new(writer, Compression::fast());
-        let summary = write_lines(&mut gz, &mut rng, lines).with_context(context)?;
-        gz.finish()
+        let summary = write_lines(&mut gz, &mut rng, lines, shape).with_context(context)?;
+        let mut file = gz
+            .finish()
             .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
             .with_context(context)?;
+        if opts.wild {
+            // Padding as block devices and some archivers leave it.
+            file.write_all(&[0; 512]).with_context(context)?;
+        }
         summary
     } else {
         let mut writer = writer;
-        let summary = write_lines(&mut writer, &mut rng, lines).with_context(context)?;
+        let summary = write_lines(&mut writer, &mut rng, lines, shape).with_context(context)?;
         writer.flush().with_context(context)?;
         summary
     };
@@ -164,14 +196,72 @@ fn cloudfront_file(
     Ok(summary)
 }
 
-fn write_lines<W: Write>(w: &mut W, rng: &mut SmallRng, lines: u64) -> std::io::Result<GenSummary> {
+/// How a file's text is laid out.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// What ends each line.
+    line_end: &'static [u8],
+    /// A UTF-8 byte-order mark starts the file.
+    bom: bool,
+    /// Some dates without leading zeros (`2014-7-6`).
+    short_dates: bool,
+}
+
+impl Shape {
+    const PLAIN: Shape = Shape {
+        line_end: b"\n",
+        bom: false,
+        short_dates: false,
+    };
+}
+
+/// Marker files and directories other tools leave next to data: each holds
+/// valid log lines (or junk) that a reader must not count.
+fn write_markers(opts: &CloudFrontGenOptions) -> anyhow::Result<()> {
+    let mut rng = SmallRng::seed_from_u64(opts.seed ^ 0x005E_ED0F_0DD5);
+    let mut ghost = Vec::new();
+    write_lines(&mut ghost, &mut rng, 50, Shape::PLAIN)?;
+    let files: [(&str, &[u8]); 6] = [
+        ("_SUCCESS", b""),
+        ("_temporary/0/_temporary/attempt_1/part-00002", &ghost),
+        (".staging/cloudfront-99999.log", &ghost),
+        ("_logs/history/cloudfront.log", &ghost),
+        (".cloudfront-00000.log.crc", b"crc\x00\x01junk"),
+        ("sub/_partial.log", &ghost),
+    ];
+    for (name, bytes) in files {
+        let path = opts.out.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if opts.gzip {
+        let path = opts.out.join("empty-00000.log.gz");
+        fs::write(&path, b"").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn write_lines<W: Write>(
+    w: &mut W,
+    rng: &mut SmallRng,
+    lines: u64,
+    shape: Shape,
+) -> std::io::Result<GenSummary> {
     const CHUNK: usize = 1 << 20;
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     let mut summary = GenSummary {
         lines,
         ..GenSummary::default()
     };
-    buf.extend_from_slice(CLOUDFRONT_HEADER.as_bytes());
+    if shape.bom {
+        buf.extend_from_slice(b"\xEF\xBB\xBF");
+    }
+    for header in CLOUDFRONT_HEADER.lines() {
+        buf.extend_from_slice(header.as_bytes());
+        buf.extend_from_slice(shape.line_end);
+    }
     let step = (SPAN_SECONDS / lines.max(1)).max(1);
     for j in 0..lines {
         let base = (u128::from(j) * u128::from(SPAN_SECONDS) / u128::from(lines)) as u64;
@@ -180,9 +270,13 @@ fn write_lines<W: Write>(w: &mut W, rng: &mut SmallRng, lines: u64) -> std::io::
             summary.malformed += 1;
             malformed_line(&mut buf, rng, time);
         } else {
+            let start = buf.len();
             log_line(&mut buf, rng, time, true);
+            if shape.short_dates && rng.random_range(0..4) == 0 {
+                shorten_date(&mut buf, start);
+            }
         }
-        buf.push(b'\n');
+        buf.extend_from_slice(shape.line_end);
         if buf.len() >= CHUNK {
             w.write_all(&buf)?;
             summary.bytes += buf.len() as u64;
@@ -192,6 +286,17 @@ fn write_lines<W: Write>(w: &mut W, rng: &mut SmallRng, lines: u64) -> std::io::
     w.write_all(&buf)?;
     summary.bytes += buf.len() as u64;
     Ok(summary)
+}
+
+/// Drops the leading zeros of the month and day of the line at `start`
+/// (`2014-07-06` becomes `2014-7-6`), as some log writers do.
+fn shorten_date(buf: &mut Vec<u8>, start: usize) {
+    if buf[start + 8] == b'0' {
+        buf.remove(start + 8);
+    }
+    if buf[start + 5] == b'0' {
+        buf.remove(start + 5);
+    }
 }
 
 /// A malformed line: truncated, garbage, missing fields or bad values.
@@ -367,6 +472,7 @@ mod tests {
             seed,
             out: out.to_owned(),
             gzip,
+            wild: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The `riffle` command-line tool.
 //!
 //! ```text
-//! riffle gen cloudfront --lines N --files K --seed S --out DIR [--gzip]
+//! riffle gen cloudfront --lines N --files K --seed S --out DIR [--gzip] [--wild]
 //! riffle history DIR [--bind IP] [--port 18080]
 //! ```
 
@@ -110,6 +110,12 @@ enum Gen {
         /// Write gzip-compressed files (`.log.gz`).
         #[arg(long)]
         gzip: bool,
+        /// Lay the directory out as real-world tools leave them: marker
+        /// files and directories, mixed line ends, byte-order marks, dates
+        /// without leading zeros, awkward file names (see
+        /// `riffle::datagen::CloudFrontGenOptions::wild`).
+        #[arg(long)]
+        wild: bool,
     },
 }
 
@@ -219,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     seed,
                     out,
                     gzip,
+                    wild,
                 },
         } => {
             let started = std::time::Instant::now();
@@ -228,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 out: out.clone(),
                 gzip,
+                wild,
             })?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(

@@ -468,9 +468,10 @@ impl Column {
         }
     }
 
-    /// Appends the column's value for a captured group (`None`: the line
-    /// did not match, or the group took no part).
-    fn push(&mut self, field: Option<&str>) {
+    /// Appends the column's value for a captured group (`None`: the group
+    /// took no part). A line that did not match (`matched` false) is a
+    /// NULL row in every column, BOOLEAN included.
+    fn push(&mut self, field: Option<&str>, matched: bool) {
         use crate::hive_types as java;
         let int = |min: i64, max: i64| field.and_then(|f| java::java_integer(f, min, max));
         match self {
@@ -493,7 +494,7 @@ impl Column {
             Column::Int64(b) => b.append_option(int(i64::MIN, i64::MAX)),
             Column::Float32(b) => b.append_option(field.and_then(java::java_float)),
             Column::Float64(b) => b.append_option(field.and_then(java::java_double)),
-            Column::Boolean(b) => b.append_value(java::java_boolean(field)),
+            Column::Boolean(b) => b.append_option(matched.then(|| java::java_boolean(field))),
             Column::Date32(b) => b.append_option(field.and_then(java::java_date)),
             Column::Timestamp(b) => b.append_option(field.and_then(java::java_timestamp)),
             Column::Decimal(b, p, s) => {
@@ -592,8 +593,9 @@ impl LineParser {
                 }
                 (Matcher::Generic(_), None) => {}
             }
+            let matched = !fields.is_empty();
             for (column, &i) in self.columns.iter_mut().zip(&self.projection) {
-                column.push(fields.get(i).copied().flatten());
+                column.push(fields.get(i).copied().flatten(), matched);
             }
             self.rows += 1;
             if self.rows == BATCH_ROWS {

@@ -31,6 +31,7 @@ fn generate(lines: u64) -> tempfile::TempDir {
         seed: 9,
         out: dir.path().to_path_buf(),
         gzip: true,
+        wild: false,
     })
     .unwrap();
     dir

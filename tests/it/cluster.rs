@@ -120,6 +120,7 @@ fn local_cluster_answers_equal_embedded() {
         seed: 1,
         out: dir.path().to_path_buf(),
         gzip: false,
+        wild: false,
     })
     .unwrap();
     let wc = |master: &str| {

@@ -28,6 +28,7 @@ fn generate(dir: &std::path::Path, lines: u64, files: usize, gzip: bool) {
         seed: 3,
         out: dir.to_path_buf(),
         gzip,
+        wild: false,
     })
     .unwrap();
 }

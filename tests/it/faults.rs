@@ -19,6 +19,7 @@ fn generate(dir: &Path, lines: u64, files: usize) {
         seed: 11,
         out: dir.to_path_buf(),
         gzip: false,
+        wild: false,
     })
     .unwrap();
 }

@@ -6,6 +6,7 @@
 
 mod chaos;
 mod cluster;
+mod conventions;
 mod dataset;
 mod examples;
 mod faults;

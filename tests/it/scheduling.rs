@@ -144,6 +144,7 @@ fn ctrl_c_cancels_the_cloudfront_example() {
         seed: 5,
         out: dir.path().to_path_buf(),
         gzip: true,
+        wild: false,
     })
     .unwrap();
     let mut child = Command::new(example("cloudfront"))

@@ -184,6 +184,7 @@ fn hive_cloudfront_script_matches_the_dataset_example() {
         seed: 9,
         out: data.clone(),
         gzip: true,
+        wild: false,
     })
     .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudfront.hql");
