@@ -102,29 +102,53 @@ fn hive_timestamp(seconds: i64, nanos: u32) -> Option<String> {
 /// Java's `Double.toString`: the shortest digits that read back as the
 /// same value, in plain notation for magnitudes in [10^-3, 10^7) (always
 /// with a fractional part: `100.0`) and in computerized scientific notation
-/// otherwise (`1.0E20`, `1.234E-5`).
+/// otherwise (`1.0E20`, `1.234E-5`). JDK 8's algorithm prints a longer
+/// string for a few values (integers from 2^53, some near rounding
+/// boundaries such as `1e23`); the value read back is the same.
 pub fn java_double(value: f64) -> String {
-    java_format(
-        value.is_nan(),
-        value.is_infinite(),
-        value.is_sign_negative(),
-        value == 0.0,
-        value.abs() >= 1e-3 && value.abs() < 1e7,
-        format!("{value}"),
-        format!("{:e}", value.abs()),
-    )
+    java_text(value)
 }
 
-/// Java's `Float.toString`, with the float's own shortest digits.
+/// Java's `Float.toString`, with the float's own shortest digits (JDK 8
+/// adds a digit to many floats from 10^7 up).
 pub fn java_float(value: f32) -> String {
+    java_text(value)
+}
+
+/// What [`java_text`] needs of `f32` and `f64`.
+trait JavaFloat: Copy + std::fmt::Display + std::fmt::LowerExp {
+    /// NaN, infinite, sign bit, zero, and |v| in [10^-3, 10^7).
+    fn class(self) -> (bool, bool, bool, bool, bool);
+}
+
+macro_rules! java_float_impl {
+    ($($t:ty),*) => {$(
+        impl JavaFloat for $t {
+            fn class(self) -> (bool, bool, bool, bool, bool) {
+                let plain = (1e-3..1e7).contains(&self.abs());
+                (self.is_nan(), self.is_infinite(), self.is_sign_negative(), self == 0.0, plain)
+            }
+        }
+    )*};
+}
+java_float_impl!(f32, f64);
+
+fn java_text<F: JavaFloat>(value: F) -> String {
+    let (nan, infinite, negative, zero, plain_range) = value.class();
+    let magnitude = if negative {
+        // `{:e}` of the magnitude: strip the sign Rust prints.
+        format!("{value:e}").trim_start_matches('-').to_string()
+    } else {
+        format!("{value:e}")
+    };
     java_format(
-        value.is_nan(),
-        value.is_infinite(),
-        value.is_sign_negative(),
-        value == 0.0,
-        value.abs() >= 1e-3 && value.abs() < 1e7,
+        nan,
+        infinite,
+        negative,
+        zero,
+        plain_range,
         format!("{value}"),
-        format!("{:e}", value.abs()),
+        magnitude,
     )
 }
 

@@ -363,7 +363,6 @@ fn wild_cloudfront_logs_agree_with_an_independent_count() {
     let expected = independent_count(&data);
     assert!(expected.contains("Linux\t"), "{expected}");
     assert_eq!(independent_count(&only_linux), "Linux\t2\n");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudfront.hql");
     for master in MASTERS {
         for (input, expected) in [(&data, expected.as_str()), (&only_linux, "Linux\t2\n")] {
             let (example, _) = run_ok(
@@ -372,25 +371,7 @@ fn wild_cloudfront_logs_agree_with_an_independent_count() {
             );
             assert_eq!(example, expected, "cloudfront example on {master}");
             let root = input.parent().unwrap().parent().unwrap();
-            let out = root.join(format!("out-{}", master.len()));
-            run_ok(
-                riffle_bin(),
-                &[
-                    "sql",
-                    "--master",
-                    master,
-                    "--var",
-                    &format!("INPUT={}", root.display()),
-                    "--var",
-                    &format!("OUTPUT={}", out.display()),
-                    "-f",
-                    script,
-                ],
-            );
-            let written = std::fs::read_to_string(out.join("os_requests/000000_0")).unwrap();
-            let mut rows: Vec<String> = written.lines().map(|l| l.replace('\u{1}', "\t")).collect();
-            rows.sort();
-            let hive: String = rows.iter().map(|r| format!("{r}\n")).collect();
+            let hive = crate::sql::hive_cloudfront_report(master, root);
             assert_eq!(hive, expected, "Hive script on {master}");
         }
     }

@@ -187,7 +187,6 @@ fn hive_cloudfront_script_matches_the_dataset_example() {
         wild: false,
     })
     .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudfront.hql");
     let expected = std::process::Command::new(crate::examples::example("cloudfront"))
         .args(["--master", "local[2]", data.to_str().unwrap()])
         .output()
@@ -195,23 +194,38 @@ fn hive_cloudfront_script_matches_the_dataset_example() {
     assert!(expected.status.success());
     let expected = String::from_utf8(expected.stdout).unwrap();
     for master in ["local[2]", "local-cluster[2,1]"] {
-        let out_dir = dir.path().join(format!("out-{}", master.len()));
-        let input = format!("INPUT={}", dir.path().join("in").display());
-        let output = format!("OUTPUT={}", out_dir.display());
-        let run = riffle(&[
-            "sql", "--master", master, "--var", &input, "--var", &output, "-f", script,
-        ]);
-        assert!(
-            run.status.success(),
-            "{master}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let written = std::fs::read_to_string(out_dir.join("os_requests/000000_0")).unwrap();
-        let mut rows: Vec<String> = written.lines().map(|l| l.replace('\u{1}', "\t")).collect();
-        rows.sort();
-        let got: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        let got = hive_cloudfront_report(master, &dir.path().join("in"));
         assert_eq!(got, expected, "{master}");
     }
+}
+
+/// Runs `examples/cloudfront.hql` on `master` over `INPUT=input` (logs in
+/// `input/cloudfront/data`) and returns its output as `os<TAB>count` lines,
+/// sorted, as the Dataset example prints them.
+pub(crate) fn hive_cloudfront_report(master: &str, input: &std::path::Path) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudfront.hql");
+    let name = input.file_name().unwrap().to_string_lossy();
+    let out_dir = input.with_file_name(format!("{name}-out-{}", master.len()));
+    let run = riffle(&[
+        "sql",
+        "--master",
+        master,
+        "--var",
+        &format!("INPUT={}", input.display()),
+        "--var",
+        &format!("OUTPUT={}", out_dir.display()),
+        "-f",
+        script,
+    ]);
+    assert!(
+        run.status.success(),
+        "{master}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written = std::fs::read_to_string(out_dir.join("os_requests/000000_0")).unwrap();
+    let mut rows: Vec<String> = written.lines().map(|l| l.replace('\u{1}', "\t")).collect();
+    rows.sort();
+    rows.iter().map(|r| format!("{r}\n")).collect()
 }
 
 #[test]
