@@ -167,11 +167,22 @@ impl SqlFrame {
         }
     }
 
+    /// The query's stages, each checked to reach the executors intact
+    /// ([`riffle_sql::codec::check_round_trip`]).
     pub(crate) fn stages(&self) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
         let plan = self.physical_plan()?;
         let ctx = self.ctx.clone();
-        riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())
-            .map_err(|e| sql_error(&self.statement, e))
+        let stages = riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())
+            .map_err(|e| sql_error(&self.statement, e))?;
+        let task_ctx = self.ctx.sql_session()?.task_ctx();
+        for stage in &stages {
+            // Dataset tables become shuffle reads when the stage runs.
+            let shipped = crate::sql_dataset::as_shipped(stage.plan.clone())
+                .map_err(|e| sql_error(&self.statement, e))?;
+            riffle_sql::codec::check_round_trip(&shipped, &task_ctx)
+                .map_err(|e| sql_error(&self.statement, e))?;
+        }
+        Ok(stages)
     }
 
     /// Runs the query on the executors and returns its batches.

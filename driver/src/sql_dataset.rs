@@ -70,6 +70,19 @@ impl DatasetScanExec {
     }
 }
 
+/// `plan` as it is shipped: each Dataset table read as the shuffle its
+/// parent stage writes ([`DatasetScanExec::reader`]).
+pub(crate) fn as_shipped(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    use riffle_sql::datafusion::common::tree_node::{Transformed, TreeNode};
+    plan.transform_up(|n| {
+        Ok(match n.downcast_ref::<DatasetScanExec>() {
+            Some(scan) => Transformed::yes(Arc::new(scan.reader()) as _),
+            None => Transformed::no(n),
+        })
+    })
+    .map(|t| t.data)
+}
+
 impl DisplayAs for DatasetScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -9,7 +9,7 @@ use object_store::memory::InMemory;
 use riffle_planner::ids::ShuffleId;
 use riffle_shuffle::ShuffleStore;
 use riffle_shuffle::stores::ObjectStores;
-use riffle_sql::codec::{decode_plan, encode_plan};
+use riffle_sql::codec::{check_round_trip, decode_plan, encode_plan};
 use riffle_sql::engine::new_session;
 use riffle_sql::stages::{SqlStage, shuffle_reads, split};
 use std::io::Write;
@@ -129,6 +129,11 @@ fn representative_plans_cut_at_exchanges_and_round_trip() {
             let bytes = encode_plan(stage.plan.clone()).unwrap();
             let back = decode_plan(&bytes, &ctx.task_ctx()).unwrap();
             assert_eq!(text(&back), text(&stage.plan), "{what}: stage {i}");
+            assert_eq!(
+                format!("{back:?}"),
+                format!("{:?}", stage.plan),
+                "{what}: stage {i} debug"
+            );
         }
         assert_eq!(written.len(), maps.len(), "{what}");
     }
@@ -192,5 +197,62 @@ fn small_sides_are_broadcast_unless_the_join_emits_unmatched_build_rows() {
                 .any(|t| line.contains(t));
             assert!(!(collect_left && emits_left), "{sql}: {line}");
         }
+    }
+}
+
+#[test]
+fn fragments_that_would_not_decode_as_planned_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, rt) = session(dir.path());
+    let check = |sql: &str| -> Vec<Result<(), String>> {
+        stages_of(&ctx, &rt, sql)
+            .iter()
+            .map(|stage| check_round_trip(&stage.plan, &ctx.task_ctx()).map_err(|e| e.to_string()))
+            .collect()
+    };
+    // Plans the codec carries whole.
+    for sql in [
+        "SELECT region, sum(amount), avg(amount), count(DISTINCT id) FROM sales GROUP BY region ORDER BY region",
+        "SELECT s.region, r.name, rank() OVER (PARTITION BY s.region ORDER BY amount) FROM sales s JOIN regions r ON s.region = r.region",
+        "SELECT id, lag(amount) OVER (ORDER BY id), sum(amount) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM sales",
+        "WITH t AS (SELECT region, max(amount) m FROM sales GROUP BY region) SELECT * FROM t WHERE m > (SELECT avg(amount) FROM sales)",
+        "SELECT region FROM sales UNION SELECT region FROM regions",
+        "SELECT CAST(amount AS DECIMAL(10,2)) * 1.5, to_timestamp(id), date_trunc('day', to_timestamp(id)) FROM sales",
+    ] {
+        for (i, result) in check(sql).into_iter().enumerate() {
+            assert_eq!(result, Ok(()), "{sql}: stage {i}");
+        }
+    }
+    // What datafusion-proto 55 drops: each would run as another query.
+    for (sql, node) in [
+        (
+            "SELECT x, sum(x) FILTER (WHERE x > 1) OVER () AS s FROM (VALUES (1),(2),(3)) AS t(x)",
+            "WindowAggExec",
+        ),
+        (
+            "SELECT x, first_value(x) IGNORE NULLS OVER () FROM (VALUES (NULL),(3),(4)) AS t(x)",
+            "WindowAggExec",
+        ),
+        (
+            "SELECT x, lag(x) OVER (ORDER BY x DESC), lag(x) OVER (ORDER BY x) FROM (VALUES (1),(2),(3)) AS t(x)",
+            "WindowAggExec",
+        ),
+        (
+            "SELECT count(*) FROM (VALUES (1),(2)) AS t(x) GROUP BY GROUPING SETS (())",
+            "AggregateExec",
+        ),
+        (
+            "SELECT arrow_typeof(min(f)) FROM (SELECT arrow_cast(1,'Float16') AS f)",
+            "ProjectionExec",
+        ),
+    ] {
+        let errors: Vec<String> = check(sql).into_iter().filter_map(Result::err).collect();
+        assert!(!errors.is_empty(), "{sql}: not refused");
+        assert!(
+            errors[0].contains("refuses to run it rather than risk a wrong answer"),
+            "{sql}: {}",
+            errors[0]
+        );
+        assert!(errors[0].contains(node), "{sql}: {}", errors[0]);
     }
 }

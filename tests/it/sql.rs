@@ -229,6 +229,29 @@ pub(crate) fn hive_cloudfront_report(master: &str, input: &std::path::Path) -> S
 }
 
 #[test]
+fn queries_that_would_lose_a_clause_on_the_way_to_executors_are_refused() {
+    // datafusion-proto 55 drops a window's FILTER: shipped, this query
+    // would sum every row (6) instead of 5. It must fail, never answer.
+    for master in ["local[2]", "local-cluster[2,1]"] {
+        let run = riffle(&[
+            "sql",
+            "--master",
+            master,
+            "-e",
+            "SELECT x, sum(x) FILTER (WHERE x > 1) OVER () AS s FROM (VALUES (1),(2),(3)) AS t(x)",
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{master}: {stderr}");
+        assert!(
+            stderr.contains("refuses to run it rather than risk a wrong answer")
+                && stderr.contains("FILTER"),
+            "{master}: {stderr}"
+        );
+        assert!(run.stdout.is_empty(), "{master}: printed rows");
+    }
+}
+
+#[test]
 fn riffle_sql_cli_formats_errors_and_local_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let (sales, _) = write_csv(dir.path());

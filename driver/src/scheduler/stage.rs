@@ -20,13 +20,11 @@ use super::task_set::TaskSet;
 use crate::dataset::{Node, NodeKind, WriterSpec};
 use crate::error::DriverError;
 use crate::executors::StageMessage;
-use crate::sql_dataset::DatasetScanExec;
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{JobId, ShuffleId, StageId};
 use riffle_planner::task::{
     MapStatus, OpIndex, PartitionPlan, ShuffleInput, StageSink, StageSpec, TaskOutput, encode,
 };
-use riffle_sql::datafusion::common::tree_node::{Transformed, TreeNode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -169,16 +167,7 @@ pub(crate) fn plan_stage(
                 DriverError::Plan(riffle_planner::report(&e))
             };
             // Dataset tables were written by parent stages: read them.
-            let plan = plan
-                .clone()
-                .transform_up(|n| {
-                    Ok(match n.downcast_ref::<DatasetScanExec>() {
-                        Some(scan) => Transformed::yes(Arc::new(scan.reader()) as _),
-                        None => Transformed::no(n),
-                    })
-                })
-                .map(|t| t.data)
-                .map_err(plan_error)?;
+            let plan = crate::sql_dataset::as_shipped(plan.clone()).map_err(plan_error)?;
             let plan = riffle_sql::stages::resolve(plan, &available).map_err(plan_error)?;
             let bytes = riffle_sql::codec::encode_plan(plan).map_err(plan_error)?;
             let spec = StageSpec {
