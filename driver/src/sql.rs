@@ -331,11 +331,12 @@ impl Context {
                 regex,
                 case_insensitive,
                 ignored_properties,
+                skip_header_lines,
                 location,
             } => {
                 for key in &ignored_properties {
                     tracing::warn!(
-                        "table {name}: SERDEPROPERTIES key {key:?} is ignored (RegexSerDe reads only \"input.regex\" and \"input.regex.case.insensitive\")"
+                        "table {name}: property {key:?} is ignored (Riffle reads \"input.regex\", \"input.regex.case.insensitive\" and TBLPROPERTIES \"skip.header.line.count\")"
                     );
                 }
                 let session = self.sql_session()?;
@@ -353,7 +354,10 @@ impl Context {
                         .block_on(riffle_sql::regex_table::RegexTable::try_new(
                             &columns,
                             &regex,
-                            case_insensitive,
+                            riffle_sql::regex_table::ScanOptions {
+                                case_insensitive,
+                                skip_header_lines,
+                            },
                             &location,
                             &self.inner.stores,
                         ))

@@ -132,6 +132,8 @@ pub fn strip_bom(text: &[u8]) -> &[u8] {
 /// a corrupt member, or data other than NULs after the NUL padding.
 pub struct GzipMembers<R: BufRead> {
     state: Gzip<R>,
+    /// Members read to their end so far.
+    members: usize,
 }
 
 enum Gzip<R: BufRead> {
@@ -148,6 +150,7 @@ impl<R: BufRead> GzipMembers<R> {
     pub fn new(inner: R) -> Self {
         GzipMembers {
             state: Gzip::Between(inner),
+            members: 0,
         }
     }
 }
@@ -166,6 +169,7 @@ impl<R: BufRead> Read for GzipMembers<R> {
                         self.state = Gzip::Member(decoder);
                         return Ok(n);
                     }
+                    self.members += 1;
                     self.state = Gzip::Between(decoder.into_inner());
                 }
                 Gzip::Between(mut inner) => {
@@ -178,6 +182,13 @@ impl<R: BufRead> Read for GzipMembers<R> {
                         let zeros = bytes.iter().take_while(|&&b| b == 0).count();
                         if zeros == 0 {
                             break;
+                        }
+                        if self.members == 0 {
+                            // Padding pads a stream; NULs alone are none.
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "not in gzip format (the file starts with NUL bytes)",
+                            ));
                         }
                         inner.consume(zeros);
                         padding += zeros;
@@ -316,6 +327,8 @@ mod tests {
         let e = gunzip(&full[..full.len() - 3]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
         assert!(gunzip(b"not gzip at all").is_err());
+        let e = gunzip(&[0u8; 512]).unwrap_err();
+        assert!(e.to_string().contains("not in gzip format"), "{e}");
         let mut trailing_garbage = gzip(b"one\n");
         trailing_garbage.extend(b"garbage");
         assert!(gunzip(&trailing_garbage).is_err());

@@ -44,14 +44,16 @@ pub struct ObjectStores {
 }
 
 impl ObjectStores {
-    /// Turns a local path or URL into a URL: plain paths become absolute
-    /// `file://` URLs.
+    /// Turns a local path or URL into a URL: plain paths (and `file:/x`)
+    /// become absolute `file://` URLs, with `.` and `..` resolved.
     pub fn to_url(path_or_url: &str) -> Result<Url, StoreUrlError> {
         let err = |message: &str| StoreUrlError::new(path_or_url, message);
         if path_or_url.contains("://") {
             return Url::parse(path_or_url).map_err(|e| err("not a valid URL").caused_by(e));
         }
-        let path = std::path::Path::new(path_or_url);
+        // `file:/tmp/x`, as Hadoop and Hive print local paths.
+        let local = path_or_url.strip_prefix("file:").unwrap_or(path_or_url);
+        let path = std::path::Path::new(local);
         let absolute = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -59,7 +61,19 @@ impl ObjectStores {
                 .map_err(|e| err("no current directory").caused_by(e))?
                 .join(path)
         };
-        Url::from_file_path(&absolute).map_err(|()| err("not a valid file path"))
+        // `a/../b` is `b` (lexically, as a shell user expects; object
+        // paths may not contain `..`).
+        let mut normal = std::path::PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    normal.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => normal.push(other),
+            }
+        }
+        Url::from_file_path(&normal).map_err(|()| err("not a valid file path"))
     }
 
     /// The store serving `url` and the object path inside it.
@@ -291,6 +305,15 @@ mod tests {
         );
         let none = listed(&dir, "/only-markers/*.log").await.unwrap_err();
         assert!(none.to_string().contains("no file matches"), "{none}");
+    }
+
+    #[test]
+    fn local_paths_become_file_urls() {
+        let url = |p: &str| ObjectStores::to_url(p).unwrap().to_string();
+        assert_eq!(url("/a/b/../c/./d"), "file:///a/c/d");
+        assert_eq!(url("file:/tmp/x"), "file:///tmp/x");
+        assert_eq!(url("file:///tmp/x"), "file:///tmp/x");
+        assert_eq!(url("/a b/c#d"), "file:///a%20b/c%23d");
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ enum Node {
     RegexScan {
         files: Vec<String>,
         regex: String,
-        case_insensitive: bool,
+        options: crate::regex_table::ScanOptions,
         table_schema: Vec<u8>,
         projection: Vec<usize>,
     },
@@ -112,13 +112,13 @@ impl PhysicalExtensionCodec for RiffleCodec {
             Node::RegexScan {
                 files,
                 regex,
-                case_insensitive,
+                options,
                 table_schema,
                 projection,
             } => Ok(Arc::new(RegexScanExec::try_new(
                 files,
                 regex,
-                case_insensitive,
+                options,
                 schema_from_bytes(&table_schema)?,
                 projection,
             )?)),
@@ -147,7 +147,7 @@ impl PhysicalExtensionCodec for RiffleCodec {
             Node::RegexScan {
                 files: scan.files().to_vec(),
                 regex: scan.regex().to_string(),
-                case_insensitive: scan.case_insensitive(),
+                options: scan.options(),
                 table_schema: schema_to_bytes(scan.table_schema())?,
                 projection: scan.projection().to_vec(),
             }

@@ -85,13 +85,15 @@ pub fn strip_comment_lines(script: &str) -> String {
 }
 
 /// The statements of a Hive script in the order Hive's CLI prepares them:
-/// comment lines dropped, then `${VAR}` substituted, then split at `;`.
+/// a byte-order mark and comment lines dropped, then `${VAR}` substituted,
+/// then split at `;`.
 ///
 /// Errors: an unset variable outside comments, an unterminated string.
 pub fn prepare_script(
     script: &str,
     vars: &HashMap<String, String>,
 ) -> Result<Vec<String>, HiveError> {
+    let script = script.strip_prefix('\u{feff}').unwrap_or(script);
     split_statements(&substitute(&strip_comment_lines(script), vars)?)
 }
 
@@ -234,10 +236,13 @@ pub enum Statement {
         /// `input.regex.case.insensitive` is `true` (any case), as
         /// `Boolean.parseBoolean` reads it.
         case_insensitive: bool,
-        /// SERDEPROPERTIES keys `RegexSerDe` does not read: the caller
-        /// warns about each (Hive accepts them silently; a typo would
-        /// otherwise go unnoticed).
+        /// SERDEPROPERTIES and TBLPROPERTIES keys Riffle does not read:
+        /// the caller warns about each (Hive accepts them silently; a typo
+        /// would otherwise go unnoticed).
         ignored_properties: Vec<String>,
+        /// TBLPROPERTIES `skip.header.line.count`: lines skipped at the
+        /// start of every file (Hive's header skipping).
+        skip_header_lines: usize,
         /// The `LOCATION`.
         location: String,
     },
@@ -282,7 +287,7 @@ pub fn rewrite(statement: &str) -> Result<Statement, HiveError> {
     });
     static CREATE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?is)^\s*CREATE\s+EXTERNAL\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*(?:COMMENT\s+'(?:[^'\\]|\\.)*'\s*)?ROW\s+FORMAT\s+SERDE\s+'([^']*)'\s*WITH\s+SERDEPROPERTIES\s*\((.*)\)\s*(?:STORED\s+AS\s+TEXTFILE\s*)?LOCATION\s+'([^']*)'\s*(?:TBLPROPERTIES\s*\(.*\)\s*)?$",
+            r"(?is)^\s*CREATE\s+EXTERNAL\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*(?:COMMENT\s+'(?:[^'\\]|\\.)*'\s*)?ROW\s+FORMAT\s+SERDE\s+'([^']*)'\s*WITH\s+SERDEPROPERTIES\s*\((.*)\)\s*(?:STORED\s+AS\s+TEXTFILE\s*)?LOCATION\s+'([^']*)'\s*(?:TBLPROPERTIES\s*\((.*)\)\s*)?$",
         )
         .expect("constant regex")
     });
@@ -320,6 +325,30 @@ pub fn rewrite(statement: &str) -> Result<Statement, HiveError> {
         .filter(|k| !REGEX_SERDE_KEYS.contains(&k.as_str()))
         .cloned()
         .collect();
+    let table_properties = match c.get(7) {
+        Some(text) => parse_properties(text.as_str())?,
+        None => HashMap::new(),
+    };
+    let mut skip_header_lines = 0;
+    for (key, value) in &table_properties {
+        let count = || {
+            value.trim().parse::<usize>().map_err(|_| {
+                HiveError::Unsupported(format!(
+                    "TBLPROPERTIES {key:?} must be a count of lines, not {value:?}"
+                ))
+            })
+        };
+        match key.as_str() {
+            "skip.header.line.count" => skip_header_lines = count()?,
+            "skip.footer.line.count" if count()? > 0 => {
+                return Err(HiveError::Unsupported(
+                    "TBLPROPERTIES \"skip.footer.line.count\" is not supported".into(),
+                ));
+            }
+            "skip.footer.line.count" => {}
+            _ => ignored_properties.push(format!("TBLPROPERTIES {key}")),
+        }
+    }
     ignored_properties.sort();
     let columns = split_top_level(&c[3])
         .into_iter()
@@ -332,6 +361,7 @@ pub fn rewrite(statement: &str) -> Result<Statement, HiveError> {
         regex,
         case_insensitive,
         ignored_properties,
+        skip_header_lines,
         location: c[6].to_string(),
     })
 }
@@ -557,7 +587,9 @@ INSERT OVERWRITE DIRECTORY '${OUTPUT}/os_requests/' SELECT os, COUNT(*) count FR
                 location,
                 case_insensitive,
                 ignored_properties,
+                skip_header_lines,
             } => {
+                assert_eq!(skip_header_lines, 0);
                 assert!(!case_insensitive);
                 assert!(ignored_properties.is_empty());
                 assert_eq!(name, "cloudfront_logs");
@@ -639,11 +671,12 @@ INSERT OVERWRITE DIRECTORY '${OUTPUT}/os_requests/' SELECT os, COUNT(*) count FR
         WITH SERDEPROPERTIES ("input.regex" = "(.*) (.*) (.*) (.*)", "input.regex.case.insensitive" = "TRUE", "inptu.regex" = "typo")
         STORED AS TEXTFILE
         LOCATION '/data'
-        TBLPROPERTIES ('skip.header.line.count' = '0')"#;
+        TBLPROPERTIES ('skip.header.line.count' = '2', 'comment' = 'x')"#;
         let Statement::CreateRegexTable {
             columns,
             case_insensitive,
             ignored_properties,
+            skip_header_lines,
             location,
             ..
         } = rewrite(statement).unwrap()
@@ -664,7 +697,8 @@ INSERT OVERWRITE DIRECTORY '${OUTPUT}/os_requests/' SELECT os, COUNT(*) count FR
             ]
         );
         assert!(case_insensitive);
-        assert_eq!(ignored_properties, ["inptu.regex"]);
+        assert_eq!(ignored_properties, ["TBLPROPERTIES comment", "inptu.regex"]);
+        assert_eq!(skip_header_lines, 2);
         assert_eq!(location, "/data");
     }
 

@@ -76,23 +76,36 @@ fn flags(case_insensitive: bool) -> JavaFlags {
 pub struct RegexTable {
     schema: SchemaRef,
     regex: String,
-    case_insensitive: bool,
-    files: Vec<String>,
+    options: ScanOptions,
+    location: String,
+    stores: ObjectStores,
+}
+
+/// How a `RegexSerDe` table reads its lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScanOptions {
+    /// `input.regex.case.insensitive`: match case-insensitively.
+    pub case_insensitive: bool,
+    /// TBLPROPERTIES `skip.header.line.count`: lines skipped at the start
+    /// of every file.
+    pub skip_header_lines: usize,
 }
 
 impl RegexTable {
     /// A table over the files at `location` (file, directory or glob, by
     /// [`ObjectStores::list_files`]'s conventions), matching lines against
-    /// `regex` (case-insensitively if `case_insensitive`).
+    /// `regex`. The location is listed now, so that a bad one is an error
+    /// at once, and again for every query, as Hive does: files added or
+    /// replaced since are read.
     pub async fn try_new(
         columns: &[HiveColumn],
         regex: &str,
-        case_insensitive: bool,
+        options: ScanOptions,
         location: &str,
         stores: &ObjectStores,
     ) -> Result<RegexTable> {
         let fields = columns.iter().map(field).collect::<Result<Vec<_>>>()?;
-        let compiled = JavaRegex::with_flags(regex, flags(case_insensitive))
+        let compiled = JavaRegex::with_flags(regex, flags(options.case_insensitive))
             .map_err(|e| DataFusionError::Plan(format!("input.regex: {e}")))?;
         if compiled.group_count() != columns.len() {
             return Err(DataFusionError::Plan(format!(
@@ -101,19 +114,28 @@ impl RegexTable {
                 columns.len()
             )));
         }
-        let files = stores
+        let table = RegexTable {
+            schema: Arc::new(Schema::new(fields)),
+            regex: regex.to_string(),
+            options,
+            location: location.to_string(),
+            stores: stores.clone(),
+        };
+        table.files().await?;
+        Ok(table)
+    }
+
+    /// The files at the table's location now.
+    async fn files(&self) -> Result<Vec<String>> {
+        let location = &self.location;
+        Ok(self
+            .stores
             .list_files(location)
             .await
             .map_err(|e| DataFusionError::Plan(format!("LOCATION {location}: {}", e.message)))?
             .into_iter()
             .map(|(url, _)| url)
-            .collect();
-        Ok(RegexTable {
-            schema: Arc::new(Schema::new(fields)),
-            regex: regex.to_string(),
-            case_insensitive,
-            files,
-        })
+            .collect())
     }
 }
 
@@ -138,9 +160,9 @@ impl TableProvider for RegexTable {
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         Ok(Arc::new(RegexScanExec::try_new(
-            self.files.clone(),
+            self.files().await?,
             self.regex.clone(),
-            self.case_insensitive,
+            self.options,
             self.schema.clone(),
             projection,
         )?))
@@ -152,7 +174,7 @@ impl TableProvider for RegexTable {
 pub struct RegexScanExec {
     files: Vec<String>,
     regex: String,
-    case_insensitive: bool,
+    options: ScanOptions,
     table_schema: SchemaRef,
     projection: Vec<usize>,
     cache: Arc<PlanProperties>,
@@ -163,7 +185,7 @@ impl RegexScanExec {
     pub fn try_new(
         files: Vec<String>,
         regex: String,
-        case_insensitive: bool,
+        options: ScanOptions,
         table_schema: SchemaRef,
         projection: Vec<usize>,
     ) -> Result<Self> {
@@ -172,7 +194,7 @@ impl RegexScanExec {
         Ok(RegexScanExec {
             files,
             regex,
-            case_insensitive,
+            options,
             table_schema,
             projection,
             cache,
@@ -189,9 +211,9 @@ impl RegexScanExec {
         &self.regex
     }
 
-    /// Whether the regex matches case-insensitively.
-    pub fn case_insensitive(&self) -> bool {
-        self.case_insensitive
+    /// How lines are read.
+    pub fn options(&self) -> ScanOptions {
+        self.options
     }
 
     /// The table's full schema.
@@ -266,7 +288,7 @@ impl ExecutionPlan for RegexScanExec {
         ))?;
         let store = context.runtime_env().object_store(&root)?;
         let regex = self.regex.clone();
-        let case_insensitive = self.case_insensitive;
+        let options = self.options;
         let table_schema = self.table_schema.clone();
         let projection = self.projection.clone();
         let out_schema = schema.clone();
@@ -284,24 +306,19 @@ impl ExecutionPlan for RegexScanExec {
                     // (a LIMIT, a failed task): stop parsing.
                     tx.blocking_send(Ok(batch)).map_err(|_| Stop)
                 };
-                let scanned = LineParser::new(
-                    &regex,
-                    case_insensitive,
-                    &table_schema,
-                    projection,
-                    out_schema,
-                )
-                .and_then(|mut parser| {
-                    read_lines(
-                        READ_CHUNK_BYTES,
-                        &runtime,
-                        &store,
-                        &url,
-                        &file,
-                        &mut |text| parser.feed(text, &mut emit),
-                    )?;
-                    parser.finish(&mut emit)
-                });
+                let scanned =
+                    LineParser::new(&regex, options, &table_schema, projection, out_schema)
+                        .and_then(|mut parser| {
+                            read_lines(
+                                READ_CHUNK_BYTES,
+                                &runtime,
+                                &store,
+                                &url,
+                                &file,
+                                &mut |text| parser.feed(text, &mut emit),
+                            )?;
+                            parser.finish(&mut emit)
+                        });
                 if let Err(ParseError::Failed(e)) = scanned {
                     let _ = tx.blocking_send(Err(e));
                 }
@@ -537,21 +554,23 @@ struct LineParser {
     out_schema: SchemaRef,
     columns: Vec<Column>,
     rows: usize,
+    /// Header lines of the file still to skip.
+    skip: usize,
 }
 
 impl LineParser {
     fn new(
         regex: &str,
-        case_insensitive: bool,
+        options: ScanOptions,
         table_schema: &Schema,
         projection: Vec<usize>,
         out_schema: SchemaRef,
     ) -> std::result::Result<Self, ParseError> {
-        let matcher = if is_tutorial_regex(regex) && !case_insensitive {
+        let matcher = if is_tutorial_regex(regex) && !options.case_insensitive {
             Matcher::CloudFront(CloudFrontParser::new())
         } else {
             Matcher::Generic(
-                JavaRegex::with_flags(regex, flags(case_insensitive))
+                JavaRegex::with_flags(regex, flags(options.case_insensitive))
                     .map_err(|e| ParseError::Failed(DataFusionError::Plan(e.to_string())))?,
             )
         };
@@ -565,6 +584,7 @@ impl LineParser {
             out_schema,
             columns,
             rows: 0,
+            skip: options.skip_header_lines,
         })
     }
 
@@ -577,6 +597,10 @@ impl LineParser {
             Matcher::CloudFront(_) => None,
         };
         for line in lines::lines(text) {
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
             fields.clear();
             match (&self.matcher, locations.as_mut()) {
                 (Matcher::CloudFront(p), _) => {

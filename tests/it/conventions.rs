@@ -376,3 +376,58 @@ fn wild_cloudfront_logs_agree_with_an_independent_count() {
         }
     }
 }
+
+#[test]
+fn text_tables_list_their_location_per_query_and_skip_header_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_tree(
+        root,
+        &[
+            ("hdr/a.txt", b"name,n\nalice,1\nbob,2"),
+            ("hdr/b.txt", b"name,n\r\ncarol,3\r\n"),
+            ("grow/1.txt", b"one\n"),
+        ],
+    );
+    let grow = root.join("grow");
+    for master in MASTERS {
+        let (rows, _) = sql(
+            master,
+            &format!(
+                "CREATE EXTERNAL TABLE h (name STRING, n INT) ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.RegexSerDe' \
+                 WITH SERDEPROPERTIES ('input.regex' = '([^,]*),(.*)') LOCATION '{}' \
+                 TBLPROPERTIES ('skip.header.line.count' = '1'); \
+                 SELECT name, n FROM h ORDER BY n",
+                // `..` and `file:` as users and Hive write paths.
+                format!("file:{}/../hdr", grow.display())
+            ),
+        );
+        assert_eq!(rows, ["alice,1", "bob,2", "carol,3"], "{master}");
+        // A table reads what its location holds at each query, as Hive's
+        // do: here, after the script overwrote it.
+        std::fs::remove_dir_all(&grow).unwrap();
+        write_tree(&grow, &[("1.txt", b"one\n")]);
+        let (rows, _) = sql(
+            master,
+            &format!(
+                "CREATE EXTERNAL TABLE g (line STRING) ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.RegexSerDe' \
+                 WITH SERDEPROPERTIES ('input.regex' = '(.*)') LOCATION '{g}'; \
+                 SELECT count(*) FROM g; \
+                 INSERT OVERWRITE DIRECTORY '{g}' SELECT 'two' UNION ALL SELECT 'three'; \
+                 SELECT line FROM g ORDER BY line",
+                g = grow.display()
+            ),
+        );
+        assert_eq!(rows, ["1", "line", "three", "two"], "{master}");
+    }
+    // The Dataset reader resolves `..` too.
+    let (out, _) = run_ok(
+        &crate::examples::example("wordcount"),
+        &[
+            "--master",
+            "local[2]",
+            &format!("{}/../hdr/a.txt", grow.display()),
+        ],
+    );
+    assert!(out.contains("alice,1\t1"), "{out}");
+}
