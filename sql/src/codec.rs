@@ -7,7 +7,11 @@
 use crate::exec::{ReaderLayout, ShuffleReaderExec, ShuffleWriterExec};
 use crate::regex_table::RegexScanExec;
 use arrow_schema::{Schema, SchemaRef};
+use datafusion::common::file_options::csv_writer::CsvWriterOptions;
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::file_format::csv::CsvSink;
+use datafusion::datasource::physical_plan::FileSink;
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
@@ -203,6 +207,15 @@ pub fn check_round_trip(plan: &Arc<dyn ExecutionPlan>, ctx: &TaskContext) -> Res
     )))
 }
 
+/// `plan` and every node below it.
+fn nodes(plan: &Arc<dyn ExecutionPlan>) -> Vec<Arc<dyn ExecutionPlan>> {
+    let mut out = vec![plan.clone()];
+    for child in plan.children() {
+        out.extend(nodes(child));
+    }
+    out
+}
+
 /// The deepest pair of nodes that differ, walking both trees together
 /// (`None` if they are the same).
 fn first_difference(
@@ -231,7 +244,16 @@ fn first_difference(
 fn comparable(plan: &Arc<dyn ExecutionPlan>) -> String {
     const FIELD: &str = "schema: Schema {";
     const NEXT: &str = ", order_bys:";
-    let text = format!("{plan:?}");
+    let mut text = format!("{plan:?}");
+    // A CSV sink's `Debug` hides its options: show them.
+    for node in nodes(plan) {
+        if let Some(exec) = node.downcast_ref::<DataSinkExec>() {
+            let sink: &dyn std::any::Any = exec.sink();
+            if let Some(csv) = sink.downcast_ref::<CsvSink>() {
+                text.push_str(&format!(" csv sink: {:?}", csv.writer_options()));
+            }
+        }
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(start) = rest.find(FIELD) {
@@ -264,5 +286,85 @@ fn comparable(plan: &Arc<dyn ExecutionPlan>) -> String {
 
 /// Decodes a fragment; `ctx` must know the object stores it reads.
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(bytes, ctx, &RiffleCodec)
+    let plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+        bytes,
+        ctx,
+        &RiffleCodec,
+    )?;
+    repair(plan)
+}
+
+/// Undoes what datafusion-proto 55 decodes wrongly and Riffle can tell
+/// for certain: a CSV sink's unset date, time and timestamp formats come
+/// back as empty strings, with which Arrow's writer prints every such
+/// value as an empty field (`COPY ... STORED AS CSV` wrote `,,1.5`). An
+/// empty format means nothing, so it is unset again (and an empty NULL
+/// string, the default, too).
+fn repair(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    plan.transform_up(|node| {
+        let Some(exec) = node.downcast_ref::<DataSinkExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let sink: &dyn std::any::Any = exec.sink();
+        let Some(csv) = sink.downcast_ref::<CsvSink>() else {
+            return Ok(Transformed::no(node));
+        };
+        let options = csv.writer_options();
+        let w = &options.writer_options;
+        let formats = [
+            w.date_format(),
+            w.datetime_format(),
+            w.time_format(),
+            w.timestamp_format(),
+            w.timestamp_tz_format(),
+        ];
+        if !formats.contains(&Some("")) {
+            return Ok(Transformed::no(node));
+        }
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(w.header())
+            .with_delimiter(w.delimiter())
+            .with_quote(w.quote())
+            .with_escape(w.escape())
+            .with_double_quote(w.double_quote())
+            .with_ignore_leading_whitespace(w.ignore_leading_whitespace())
+            .with_ignore_trailing_whitespace(w.ignore_trailing_whitespace())
+            .with_quote_style(w.quote_style())
+            .with_line_terminator(w.line_terminator().clone());
+        let keep = |f: Option<&str>| f.filter(|f| !f.is_empty()).map(str::to_string);
+        // The empty string is also the writer's default NULL.
+        if let Some(null) = keep(Some(w.null())) {
+            writer = writer.with_null(null);
+        }
+        if let Some(f) = keep(w.date_format()) {
+            writer = writer.with_date_format(f);
+        }
+        if let Some(f) = keep(w.datetime_format()) {
+            writer = writer.with_datetime_format(f);
+        }
+        if let Some(f) = keep(w.time_format()) {
+            writer = writer.with_time_format(f);
+        }
+        if let Some(f) = keep(w.timestamp_format()) {
+            writer = writer.with_timestamp_format(f);
+        }
+        if let Some(f) = keep(w.timestamp_tz_format()) {
+            writer = writer.with_timestamp_tz_format(f);
+        }
+        let sink = CsvSink::new(
+            csv.config().clone(),
+            CsvWriterOptions {
+                writer_options: writer,
+                compression: options.compression,
+                compression_level: options.compression_level,
+            },
+        );
+        Ok(Transformed::yes(Arc::new(DataSinkExec::new(
+            exec.input().clone(),
+            Arc::new(sink),
+            exec.sort_order().clone(),
+        )) as _))
+    })
+    .map(|t| t.data)
 }

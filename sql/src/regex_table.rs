@@ -334,11 +334,12 @@ impl ExecutionPlan for RegexScanExec {
 /// the allocator reuses the buffers instead of faulting in fresh pages).
 const READ_CHUNK_BYTES: u64 = 2 << 20;
 
-/// Hands the text of `file` to `feed` in pieces of whole lines: plain
-/// files in ranges of `chunk` bytes (so a scan holds a few MiB, not the
-/// file), gzip files whole. Line ends, the byte-order mark and gzip members
-/// follow [`riffle_shuffle::lines`], as the Dataset reader does. Invalid
-/// UTF-8 is replaced.
+/// Hands the text of `file` to `feed` in pieces of whole lines, read
+/// `chunk` bytes at a time (so a scan holds a few MiB, not the file):
+/// plain files as ranges, gzip files as decompressed pieces of a stream of
+/// ranges. Line ends, the byte-order mark and gzip members follow
+/// [`riffle_shuffle::lines`], as the Dataset reader does. Invalid UTF-8 is
+/// replaced.
 fn read_lines(
     chunk: u64,
     runtime: &tokio::runtime::Handle,
@@ -351,22 +352,40 @@ fn read_lines(
         object_store::path::Path::from_url_path(url.path()).map_err(DataFusionError::from)?;
     let failed =
         |e: object_store::Error| ParseError::Failed(DataFusionError::ObjectStore(Box::new(e)));
-    if file.ends_with(".gz") {
-        let bytes = runtime
-            .block_on(async { store.get(&path).await?.bytes().await })
-            .map_err(failed)?;
-        if bytes.is_empty() {
-            tracing::warn!("{file}: empty gzip file (0 bytes), read as no lines");
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        lines::GzipMembers::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataFusionError::Execution(format!("{file}: corrupt gzip data: {e}")))?;
-        return feed(&text_of(lines::strip_bom(&out)));
-    }
     let size = runtime.block_on(store.head(&path)).map_err(failed)?.size;
-    // The unfinished last line of the previous range.
+    let mut ranges = RangeReader {
+        runtime,
+        store,
+        path: &path,
+        offset: 0,
+        size,
+        chunk,
+        current: bytes::Bytes::new(),
+    };
+    let mut next: Box<dyn FnMut() -> std::result::Result<Option<bytes::Bytes>, ParseError> + '_> =
+        if file.ends_with(".gz") {
+            if size == 0 {
+                tracing::warn!("{file}: empty gzip file (0 bytes), read as no lines");
+                return Ok(());
+            }
+            let mut gz =
+                lines::GzipMembers::new(std::io::BufReader::with_capacity(1 << 16, ranges));
+            Box::new(move || {
+                let mut piece = Vec::with_capacity(chunk as usize);
+                let read = (&mut gz).take(chunk).read_to_end(&mut piece).map_err(|e| {
+                    match e.downcast::<object_store::Error>() {
+                        Ok(e) => failed(e),
+                        Err(e) => ParseError::Failed(DataFusionError::Execution(format!(
+                            "{file}: corrupt gzip data: {e}"
+                        ))),
+                    }
+                })?;
+                Ok((read > 0).then(|| bytes::Bytes::from(piece)))
+            })
+        } else {
+            Box::new(move || ranges.next_range().map_err(failed))
+        };
+    // The unfinished last line of the previous piece.
     let mut carry: Vec<u8> = Vec::new();
     let mut first = true;
     let mut feed = |piece: &[u8]| {
@@ -377,16 +396,10 @@ fn read_lines(
         };
         feed(&text_of(piece))
     };
-    let mut offset = 0;
-    while offset < size {
-        let end = (offset + chunk).min(size);
-        let bytes = runtime
-            .block_on(store.get_range(&path, offset..end))
-            .map_err(failed)?;
-        offset = end;
+    while let Some(bytes) = next()? {
         let mut complete = &bytes[..];
         if !carry.is_empty() {
-            // Finish the carried line with the head of this range.
+            // Finish the carried line with the head of this piece.
             let Some(head) = lines::first_line_end(complete) else {
                 carry.extend_from_slice(complete);
                 continue;
@@ -406,6 +419,53 @@ fn read_lines(
         feed(&carry)?;
     }
     Ok(())
+}
+
+/// An object read as ranges of `chunk` bytes, from a blocking thread.
+struct RangeReader<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    store: &'a Arc<dyn object_store::ObjectStore>,
+    path: &'a object_store::path::Path,
+    offset: u64,
+    size: u64,
+    chunk: u64,
+    /// What `Read` has not handed out yet.
+    current: bytes::Bytes,
+}
+
+impl RangeReader<'_> {
+    /// The next range, `None` at the end.
+    fn next_range(&mut self) -> std::result::Result<Option<bytes::Bytes>, object_store::Error> {
+        if self.offset >= self.size {
+            return Ok(None);
+        }
+        let end = (self.offset + self.chunk).min(self.size);
+        let bytes = self
+            .runtime
+            .block_on(self.store.get_range(self.path, self.offset..end))?;
+        self.offset = end;
+        Ok(Some(bytes))
+    }
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.current.is_empty() {
+            if self.offset >= self.size {
+                return Ok(0);
+            }
+            let end = (self.offset + self.chunk).min(self.size);
+            self.current = self
+                .runtime
+                .block_on(self.store.get_range(self.path, self.offset..end))
+                .map_err(std::io::Error::other)?;
+            self.offset = end;
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
 }
 
 /// Bytes as text, borrowed when they are valid UTF-8 (checking that is
@@ -691,6 +751,26 @@ mod tests {
             assert_eq!(
                 lines_read(text.as_bytes(), "t.log", chunk),
                 expected,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn gzip_files_stream_in_pieces_with_every_line_end() {
+        use std::io::Write;
+        let gzip = |text: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(text).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut bytes = gzip(b"\xEF\xBB\xBFa\r\nb\rc\n");
+        bytes.extend(gzip(b"d\r\n\re"));
+        bytes.extend([0u8; 64]);
+        for chunk in [1, 2, 3, 7, 1000] {
+            assert_eq!(
+                lines_read(&bytes, &format!("t{chunk}.gz"), chunk),
+                ["a", "b", "c", "d", "", "e"],
                 "chunk {chunk}"
             );
         }

@@ -252,6 +252,34 @@ fn queries_that_would_lose_a_clause_on_the_way_to_executors_are_refused() {
 }
 
 #[test]
+fn copy_to_csv_writes_dates_and_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    for master in ["local[2]", "local-cluster[2,1]"] {
+        let out = dir.path().join(format!("o-{}.csv", master.len()));
+        let run = riffle(&[
+            "sql",
+            "--master",
+            master,
+            "-e",
+            &format!(
+                "COPY (SELECT DATE '2020-01-01' AS d, TIMESTAMP '2020-01-01 10:00:00' AS ts, 1.5 AS x) TO '{}' STORED AS CSV",
+                out.display()
+            ),
+        ]);
+        assert!(
+            run.status.success(),
+            "{master}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let written = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            written, "d,ts,x\n2020-01-01,2020-01-01T10:00:00,1.5\n",
+            "{master}"
+        );
+    }
+}
+
+#[test]
 fn riffle_sql_cli_formats_errors_and_local_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let (sales, _) = write_csv(dir.path());
