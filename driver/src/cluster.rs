@@ -164,6 +164,23 @@ impl Cluster {
         spec: Vec<u8>,
     ) -> TaskStatus {
         let lost = |message: String| crate::scheduler::backend::lost(id, executor.id, message);
+        // A stage description over the limit would be refused by the
+        // executor's transport, which ends the connection: the executor
+        // would be lost, and every executor after it. Fail the task instead
+        // (a large constant folded into a plan is the usual cause).
+        let size = stage.bytes.len() + spec.len();
+        let budget = self.settings.max_message_bytes.saturating_sub(64 << 10);
+        if size > budget {
+            return crate::scheduler::backend::failed(
+                id,
+                executor.id,
+                riffle_planner::task::FailureKind::User,
+                format!(
+                    "the description of {id} (its stage's plan and its own) is {size} bytes, more than fits in one message: {}; a large constant in the query (folded into its plan) is the usual cause",
+                    riffle_executor::rpc::message_limit_hint(self.settings.max_message_bytes)
+                ),
+            );
+        }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(

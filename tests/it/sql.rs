@@ -252,6 +252,41 @@ fn queries_that_would_lose_a_clause_on_the_way_to_executors_are_refused() {
 }
 
 #[test]
+fn a_plan_too_large_for_a_message_fails_its_job_and_spares_the_executors() {
+    // `repeat` of a constant is folded into a 70 MB literal in the plan,
+    // over the 64 MiB default message limit.
+    // The interactive shell keeps one context: after the failed statement
+    // the same executors run the next one.
+    use std::io::Write;
+    let mut shell = std::process::Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["sql", "--master", "local-cluster[2,1]", "--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT repeat('x', 70000000) AS s;\nSELECT 1 + 1 AS two;\n")
+        .unwrap();
+    let out = shell.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("more than fits in one message")
+            && stderr.contains("RIFFLE_MAX_MESSAGE_BYTES"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("executor lost"), "{stderr}");
+    assert!(
+        stdout.contains("two\n2\n"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+}
+
+#[test]
 fn copy_to_csv_writes_dates_and_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     for master in ["local[2]", "local-cluster[2,1]"] {
