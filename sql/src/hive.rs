@@ -139,18 +139,9 @@ pub fn split_statements(script: &str) -> Result<Vec<String>, HiveError> {
     statements.push(script[start..].to_string());
     Ok(statements
         .into_iter()
-        .map(|s| strip_comments(&s).trim().to_string())
+        .map(|s| strip_comment_lines(&s).trim().to_string())
         .filter(|s| !s.is_empty())
         .collect())
-}
-
-/// Removes `--` comment lines (only whole lines, so strings stay intact).
-fn strip_comments(statement: &str) -> String {
-    statement
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The value of a Hive string literal body, as Hive's `unescapeSQLString`

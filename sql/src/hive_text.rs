@@ -135,32 +135,6 @@ java_float_impl!(f32, f64);
 
 fn java_text<F: JavaFloat>(value: F) -> String {
     let (nan, infinite, negative, zero, plain_range) = value.class();
-    let magnitude = if negative {
-        // `{:e}` of the magnitude: strip the sign Rust prints.
-        format!("{value:e}").trim_start_matches('-').to_string()
-    } else {
-        format!("{value:e}")
-    };
-    java_format(
-        nan,
-        infinite,
-        negative,
-        zero,
-        plain_range,
-        format!("{value}"),
-        magnitude,
-    )
-}
-
-fn java_format(
-    nan: bool,
-    infinite: bool,
-    negative: bool,
-    zero: bool,
-    plain_range: bool,
-    plain: String,
-    scientific: String,
-) -> String {
     let sign = if negative { "-" } else { "" };
     if nan {
         return "NaN".into();
@@ -171,6 +145,7 @@ fn java_format(
     if zero {
         return format!("{sign}0.0");
     }
+    let plain = format!("{value}");
     if plain_range {
         return if plain.contains('.') {
             plain
@@ -178,8 +153,10 @@ fn java_format(
             format!("{plain}.0")
         };
     }
-    // Rust's `{:e}` is `d[.ddd]e[-]x` with the shortest digits.
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    // Rust's `{:e}` is `[-]d[.ddd]e[-]x` with the shortest digits.
+    let scientific = format!("{value:e}");
+    let scientific = scientific.trim_start_matches('-');
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
     let mantissa = if mantissa.contains('.') {
         mantissa.to_string()
     } else {

@@ -451,15 +451,10 @@ impl RangeReader<'_> {
 impl Read for RangeReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.current.is_empty() {
-            if self.offset >= self.size {
-                return Ok(0);
+            match self.next_range().map_err(std::io::Error::other)? {
+                Some(range) => self.current = range,
+                None => return Ok(0),
             }
-            let end = (self.offset + self.chunk).min(self.size);
-            self.current = self
-                .runtime
-                .block_on(self.store.get_range(self.path, self.offset..end))
-                .map_err(std::io::Error::other)?;
-            self.offset = end;
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
