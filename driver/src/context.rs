@@ -70,6 +70,12 @@ pub struct Config {
     /// Progress bars on stderr while jobs run (`RIFFLE_PROGRESS`); drawn
     /// only when stderr is a terminal.
     pub progress: bool,
+    /// Each executor's memory pool and spill directory
+    /// (`RIFFLE_EXECUTOR_MEMORY`, `RIFFLE_SPILL_DIR`, `RIFFLE_SPILL_MAX`,
+    /// `RIFFLE_FORCE_SPILL_EVERY`): the embedded executor's, and the
+    /// `local-cluster` children's (which split the default between them).
+    /// Executors started by hand take their own (`--memory`).
+    pub memory: riffle_executor::memory::MemoryConfig,
 }
 
 impl Default for Config {
@@ -92,6 +98,7 @@ impl Default for Config {
             ui: crate::ui::UiConfig::default(),
             event_log: None,
             progress: false,
+            memory: Default::default(),
         }
     }
 }
@@ -104,7 +111,8 @@ impl Config {
     /// `RIFFLE_MAX_MESSAGE_BYTES`, `RIFFLE_SCHEDULER_MODE`,
     /// `RIFFLE_HEARTBEAT_TIMEOUT_MS`,
     /// `RIFFLE_MAX_STAGE_ATTEMPTS`, `RIFFLE_SPECULATION` (`1`/`0`),
-    /// `RIFFLE_SPECULATION_MULTIPLIER`, `RIFFLE_SPECULATION_QUANTILE`. It
+    /// `RIFFLE_SPECULATION_MULTIPLIER`, `RIFFLE_SPECULATION_QUANTILE`, and
+    /// the memory settings (`RIFFLE_EXECUTOR_MEMORY`, ...). It
     /// also checks `RIFFLE_FAILPOINTS` (see
     /// [`riffle_planner::failpoints`]), so a misspelt failpoint fails here
     /// instead of injecting nothing.
@@ -169,9 +177,27 @@ impl Config {
             })?;
         }
         config.event_log = var("RIFFLE_EVENT_LOG");
+        config.memory =
+            riffle_executor::memory::MemoryConfig::from_vars(var).map_err(DriverError::Config)?;
         riffle_planner::failpoints::check_env().map_err(DriverError::Config)?;
         Ok(config)
     }
+}
+
+/// The memory settings of each of `executors` `local-cluster` children:
+/// they share one machine, so the default pool is split between them.
+fn local_cluster_memory(
+    memory: &riffle_executor::memory::MemoryConfig,
+    executors: usize,
+) -> riffle_executor::memory::MemoryConfig {
+    use riffle_executor::memory::PoolSize;
+    let mut each = memory.clone();
+    if each.pool == PoolSize::Default
+        && let Some(total) = memory.pool_bytes()
+    {
+        each.pool = PoolSize::Bytes((total / executors.max(1) as u64).max(1));
+    }
+    each
 }
 
 /// An on/off setting's value; the error names the variable.
@@ -294,6 +320,31 @@ impl ContextBuilder {
         self.set(|c| c.split_size = bytes.max(1))
     }
 
+    /// Sets each executor's memory pool in bytes (`RIFFLE_EXECUTOR_MEMORY`;
+    /// by default 60% of what the process may use). Operators over their
+    /// share of it spill to disk.
+    pub fn executor_memory(self, bytes: u64) -> Self {
+        use riffle_executor::memory::PoolSize;
+        self.set(|c| c.memory.pool = PoolSize::Bytes(bytes.max(1)))
+    }
+
+    /// Sets the directory of spill files (`RIFFLE_SPILL_DIR`) and the most
+    /// bytes they may take at once (`RIFFLE_SPILL_MAX`; 0 turns spilling
+    /// off, so an operator over its share fails instead).
+    pub fn spill(self, dir: Option<std::path::PathBuf>, max_bytes: Option<u64>) -> Self {
+        self.set(|c| {
+            c.memory.spill_dir = dir;
+            c.memory.max_spill_bytes = max_bytes;
+        })
+    }
+
+    /// Makes every spilling operator spill after `records` buffered records
+    /// (`RIFFLE_FORCE_SPILL_EVERY`), whatever the pool says: a test setting,
+    /// Spark's `spark.shuffle.spill.numElementsForceSpillThreshold`.
+    pub fn force_spill_every(self, records: usize) -> Self {
+        self.set(|c| c.memory.force_spill_every = Some(records.max(1)))
+    }
+
     /// Sets how concurrent jobs share slots: FIFO (the default) or fair.
     pub fn scheduling_mode(self, mode: SchedulingMode) -> Self {
         self.set(|c| c.scheduling_mode = mode)
@@ -396,6 +447,10 @@ pub struct StageSummary {
     pub shuffle_records_written: u64,
     /// Shuffle bytes written.
     pub shuffle_bytes_written: u64,
+    /// Bytes its tasks spilled to disk (Dataset operators and SQL).
+    pub spilled_bytes: u64,
+    /// Spill files its tasks wrote.
+    pub spill_count: u64,
 }
 
 /// Summary of the last job a context ran (`ctx.last_job()`); its `Display`
@@ -430,6 +485,10 @@ pub struct JobSummary {
     pub shuffle_bytes_written: u64,
     /// Input lines that were not valid UTF-8 (replaced characters).
     pub invalid_utf8_lines: u64,
+    /// Bytes spilled to disk by operators over their memory share.
+    pub spilled_bytes: u64,
+    /// Spill files written.
+    pub spill_count: u64,
     /// Wall time of the job.
     pub elapsed: Duration,
     /// Task attempts run per executor.
@@ -462,9 +521,16 @@ impl std::fmt::Display for JobSummary {
                 self.resubmitted_stages
             )?;
         }
+        if self.spill_count > 0 {
+            writeln!(
+                f,
+                "spilled: {} bytes in {} files",
+                self.spilled_bytes, self.spill_count
+            )?;
+        }
         writeln!(
             f,
-            "{:>9} {:>6} {:>9} {:>10} {:>12} {:>12} {:>12} {:>12}",
+            "{:>9} {:>6} {:>9} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12}",
             "stage",
             "tasks",
             "wall s",
@@ -472,7 +538,8 @@ impl std::fmt::Display for JobSummary {
             "records in",
             "bytes in",
             "shuffle in",
-            "shuffle out"
+            "shuffle out",
+            "spilled"
         )?;
         for s in &self.stage_summaries {
             let stage = match s.attempt {
@@ -481,7 +548,7 @@ impl std::fmt::Display for JobSummary {
             };
             writeln!(
                 f,
-                "{:>9} {:>6} {:>9.3} {:>10.3} {:>12} {:>12} {:>12} {:>12}",
+                "{:>9} {:>6} {:>9.3} {:>10.3} {:>12} {:>12} {:>12} {:>12} {:>12}",
                 stage,
                 s.tasks,
                 s.elapsed.as_secs_f64(),
@@ -489,7 +556,8 @@ impl std::fmt::Display for JobSummary {
                 s.records_read,
                 s.bytes_read,
                 s.shuffle_bytes_read,
-                s.shuffle_bytes_written
+                s.shuffle_bytes_written,
+                s.spilled_bytes
             )?;
         }
         Ok(())
@@ -605,6 +673,7 @@ impl Context {
                     runtime.handle().clone(),
                     stores.clone(),
                     shuffle.clone(),
+                    &config.memory,
                 )
                 .map_err(|e| DriverError::Config(e.to_string()))?,
             ))),
@@ -641,6 +710,7 @@ impl Context {
                     inner.runtime.handle().clone(),
                     inner.stores.clone(),
                     inner.shuffle.clone(),
+                    &inner.config.memory,
                 )
                 .map_err(|e| DriverError::Config(e.to_string()))?;
                 inner.backend = Arc::new(Backend::Embedded(Arc::new(executor)));
@@ -650,7 +720,9 @@ impl Context {
                 let bind = SocketAddr::from(([127, 0, 0, 1], 0));
                 let cluster = inner.start_cluster(bind, url.to_string(), Some(secret.clone()))?;
                 let driver_url = inner.driver_url.clone().unwrap_or_default();
-                let mut children = Children::spawn(executors, cores, &driver_url, &secret)?;
+                let memory = local_cluster_memory(&inner.config.memory, executors);
+                let mut children =
+                    Children::spawn(executors, cores, &driver_url, &secret, &memory.to_vars())?;
                 let waited = wait_for_executors(
                     &inner.runtime,
                     &cluster,

@@ -144,12 +144,14 @@ pub(crate) struct Children {
 }
 
 impl Children {
-    /// Starts `count` executors of this very binary with `cores` each.
+    /// Starts `count` executors of this very binary with `cores` each and
+    /// `vars` (memory settings) in their environment.
     pub(crate) fn spawn(
         count: usize,
         cores: usize,
         driver_url: &str,
         secret: &str,
+        vars: &[(&str, String)],
     ) -> Result<Children, DriverError> {
         let exe = std::env::current_exe().map_err(|e| {
             DriverError::Config(format!("cannot find this program's executable: {e}"))
@@ -175,6 +177,7 @@ impl Children {
                 .env("RIFFLE_CORES", cores.to_string())
                 .env("RIFFLE_SECRET", secret)
                 .env("RIFFLE_EXIT_ON_STDIN_EOF", "1")
+                .envs(vars.iter().map(|(k, v)| (*k, v)))
                 .stdin(Stdio::piped())
                 .stdout(stdout)
                 .spawn()

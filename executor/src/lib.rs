@@ -23,6 +23,7 @@
 pub mod build_id;
 pub mod cpu;
 mod faults;
+pub mod memory;
 pub mod rpc;
 pub mod runner;
 pub mod shuffle_input;
@@ -68,6 +69,9 @@ pub enum ExecutorError {
     /// The rayon pool could not be built.
     #[error("cannot start the task thread pool: {0}")]
     Pool(String),
+    /// The memory pool or spill directory could not be set up.
+    #[error("cannot set up executor memory: {0}")]
+    Memory(String),
 }
 
 /// What every task on this executor shares.
@@ -82,6 +86,9 @@ pub struct ExecutorEnv {
     pub stores: ObjectStores,
     /// Where shuffle output goes.
     pub shuffle: ShuffleStore,
+    /// The memory pool and spill directory of every task here, Dataset
+    /// and SQL alike.
+    pub memory: Arc<memory::ExecutorMemory>,
 }
 
 /// An executor: stage cache plus task runner.
@@ -131,14 +138,17 @@ impl PreparedTask {
 }
 
 impl Executor {
-    /// An executor with `slots` task threads.
+    /// An executor with `slots` task threads and the memory pool and spill
+    /// directory `memory` describes.
     pub fn new(
         id: ExecutorId,
         slots: usize,
         runtime: tokio::runtime::Handle,
         stores: ObjectStores,
         shuffle: ShuffleStore,
+        memory: &memory::MemoryConfig,
     ) -> Result<Self, ExecutorError> {
+        let memory = Arc::new(memory::ExecutorMemory::new(memory).map_err(ExecutorError::Memory)?);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(slots.max(1))
             .thread_name(move |i| format!("riffle-{id}-slot-{i}"))
@@ -151,6 +161,7 @@ impl Executor {
                 runtime,
                 stores,
                 shuffle,
+                memory,
             }),
             slots: slots.max(1),
             stages: Mutex::new(HashMap::new()),
@@ -234,7 +245,7 @@ impl Executor {
                 job: key.0,
                 stage: key.1,
             })?;
-        let running = Arc::new(RunningTask::new());
+        let running = Arc::new(RunningTask::new(self.env.memory.clone()));
         let registered = Registered::new(self.running.clone(), task.id, running.clone());
         Ok(PreparedTask {
             env: self.env.clone(),

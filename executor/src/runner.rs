@@ -396,10 +396,10 @@ pub(crate) struct RunningTask {
 }
 
 impl RunningTask {
-    /// A task that has not been killed.
-    pub(crate) fn new() -> Self {
+    /// A task that has not been killed, drawing memory from `memory`.
+    pub(crate) fn new(memory: riffle_planner::memory::SharedMemory) -> Self {
         RunningTask {
-            ctx: TaskContext::default(),
+            ctx: TaskContext::new(memory),
             notify: Notify::new(),
             sql: Mutex::new(None),
         }
@@ -496,6 +496,8 @@ pub(crate) async fn run_task(
             invalid_utf8_lines: c.invalid_utf8_lines.load(Ordering::Relaxed),
             shuffle_records_written,
             shuffle_bytes_read: c.shuffle_bytes_read.load(Ordering::Relaxed),
+            spilled_bytes: c.spilled_bytes.load(Ordering::Relaxed),
+            spill_count: c.spill_count.load(Ordering::Relaxed),
         },
         result,
     }

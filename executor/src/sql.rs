@@ -12,7 +12,7 @@ use riffle_planner::task::{FailureKind, SqlOutput, TaskFailure, TaskOutput};
 use riffle_sql::datafusion::common::DataFusionError;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
 use riffle_sql::datafusion::prelude::SessionContext;
-use riffle_sql::engine::{FragmentOutput, new_session, run_fragment, write_fragment};
+use riffle_sql::engine::{FragmentOutput, new_session_with, run_fragment, write_fragment};
 use std::sync::Arc;
 
 /// The SQL side of an executor.
@@ -39,7 +39,10 @@ impl SqlEngine {
             .enable_all()
             .build()
             .map_err(|e| PipelineError::Internal(format!("cannot start the SQL runtime: {e}")))?;
-        let session = new_session(slots, env.stores.clone(), env.shuffle.clone())
+        let mut runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(env.memory.pool());
+        runtime_env.disk_manager = Some(env.memory.disk_manager());
+        let session = new_session_with(slots, env.stores.clone(), env.shuffle.clone(), runtime_env)
             .map_err(|e| PipelineError::Internal(riffle_planner::report(&e)))?;
         Ok(SqlEngine {
             runtime: Some(runtime),
@@ -157,9 +160,38 @@ impl SqlStage {
         if running.is_killed() {
             return Err(killed(id, env.id));
         }
+        record_spills(&self.plan, id.partition as usize, &running.ctx.counters);
         joined
             .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
             .map_err(|e| failure(id, e))
+    }
+}
+
+/// Adds what the fragment's operators spilled for `partition` (their
+/// metrics are kept per partition) to the task's counters.
+fn record_spills(
+    plan: &Arc<dyn ExecutionPlan>,
+    partition: usize,
+    counters: &riffle_planner::pipeline::Counters,
+) {
+    use datafusion::physical_plan::metrics::MetricValue;
+    use riffle_planner::pipeline::Counters;
+    if let Some(metrics) = plan.metrics() {
+        for metric in metrics.iter() {
+            if metric.partition() != Some(partition) {
+                continue;
+            }
+            match metric.value() {
+                MetricValue::SpilledBytes(n) => {
+                    Counters::add(&counters.spilled_bytes, n.value() as u64)
+                }
+                MetricValue::SpillCount(n) => Counters::add(&counters.spill_count, n.value() as u64),
+                _ => {}
+            }
+        }
+    }
+    for child in plan.children() {
+        record_spills(child, partition, counters);
     }
 }
 
@@ -196,7 +228,15 @@ fn failure(id: TaskId, error: DataFusionError) -> TaskFailure {
         cause = e.source();
     }
     let kind = match error.find_root() {
-        DataFusionError::ResourcesExhausted(_) => FailureKind::Retryable,
+        DataFusionError::ResourcesExhausted(_) => {
+            // Say which setting to change: DataFusion's text names its own.
+            return TaskFailure {
+                kind: FailureKind::Retryable,
+                message: format!(
+                    "{message} (the executor's memory pool is RIFFLE_EXECUTOR_MEMORY or `riffle executor --memory`; spill space is RIFFLE_SPILL_DIR and RIFFLE_SPILL_MAX)"
+                ),
+            };
+        }
         DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_)
@@ -231,7 +271,7 @@ mod tests {
         // A storage error wrapped by the Parquet reader is still storage.
         let wrapped = DataFusionError::ArrowError(
             Box::new(
-                riffle_sql::datafusion::arrow::error::ArrowError::ExternalError(Box::new(io())),
+                datafusion::arrow::error::ArrowError::ExternalError(Box::new(io())),
             ),
             None,
         );

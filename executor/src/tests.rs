@@ -124,6 +124,7 @@ fn executor(shuffle_dir: &Path) -> Arc<Executor> {
             tokio::runtime::Handle::current(),
             stores,
             shuffle,
+            &crate::memory::MemoryConfig::default(),
         )
         .unwrap(),
     )

@@ -52,6 +52,9 @@ pub struct WorkerConfig {
     pub secret: Option<String>,
     /// Exit when stdin reaches end of file (set for `local-cluster` children).
     pub exit_on_stdin_eof: bool,
+    /// Memory pool and spill directory (`--memory`, `RIFFLE_EXECUTOR_MEMORY`,
+    /// `RIFFLE_SPILL_DIR`, `RIFFLE_SPILL_MAX`).
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// Why an executor process could not run.
@@ -150,6 +153,7 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
         tokio::runtime::Handle::current(),
         stores,
         ShuffleStore::new(store, prefix).with_compression(compression),
+        &config.memory,
     )
     .map_err(|e| WorkerError::Start(e.to_string()))?;
     tracing::info!(%id, %address, driver = %config.driver, cores = config.cores, "executor registered");
@@ -468,9 +472,11 @@ impl WorkerConfig {
     /// The executor settings of this process, if it was started as an
     /// executor: `--executor` among its arguments or `RIFFLE_ROLE=executor`
     /// in its environment. Flags (`--driver URL`, `--cores N`,
-    /// `--bind ADDR`, `--advertise URL`, `--shuffle-store URL`) win over
-    /// the variables `RIFFLE_DRIVER`, `RIFFLE_CORES`, `RIFFLE_BIND`,
-    /// `RIFFLE_ADVERTISE`, `RIFFLE_SHUFFLE_STORE`; the secret comes from
+    /// `--bind ADDR`, `--advertise URL`, `--shuffle-store URL`,
+    /// `--memory SIZE`) win over the variables `RIFFLE_DRIVER`,
+    /// `RIFFLE_CORES`, `RIFFLE_BIND`, `RIFFLE_ADVERTISE`,
+    /// `RIFFLE_SHUFFLE_STORE`, `RIFFLE_EXECUTOR_MEMORY` (see
+    /// [`crate::memory::MemoryConfig::from_vars`]); the secret comes from
     /// `RIFFLE_SECRET` only, so it never shows in a process list.
     pub fn from_process() -> Result<Option<WorkerConfig>, String> {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -503,6 +509,7 @@ impl WorkerConfig {
                 "--bind" => "bind",
                 "--advertise" => "advertise",
                 "--shuffle-store" => "shuffle-store",
+                "--memory" => "memory",
                 "--executor" => continue,
                 other => return Err(format!("unknown executor option {other:?}")),
             };
@@ -533,7 +540,16 @@ impl WorkerConfig {
         let bind = bind
             .parse()
             .map_err(|_| format!("--bind {bind:?} is not an address like 127.0.0.1:7078"))?;
+        let memory = crate::memory::MemoryConfig::from_vars(|var| match var {
+            "RIFFLE_EXECUTOR_MEMORY" => get("memory", var),
+            _ => env(var),
+        })
+        .map_err(|e| match flags.contains_key("memory") {
+            true => e.replace("RIFFLE_EXECUTOR_MEMORY", "--memory"),
+            false => e,
+        })?;
         Ok(WorkerConfig {
+            memory,
             driver,
             cores,
             bind,

@@ -33,6 +33,7 @@ pub struct RecordBuffer {
     builder: Option<BinaryBuilder>,
     scratch: Vec<u8>,
     rows: usize,
+    bytes: usize,
 }
 
 impl RecordBuffer {
@@ -44,12 +45,18 @@ impl RecordBuffer {
             .get_or_insert_with(BinaryBuilder::new)
             .append_value(&self.scratch);
         self.rows += 1;
+        self.bytes += self.scratch.len();
         Ok(())
     }
 
     /// Number of records pushed so far.
     pub fn len(&self) -> usize {
         self.rows
+    }
+
+    /// Encoded bytes pushed so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// True when nothing has been pushed.
@@ -60,6 +67,7 @@ impl RecordBuffer {
     /// Takes the records pushed so far as one Arrow array.
     pub fn finish(&mut self) -> BinaryArray {
         self.rows = 0;
+        self.bytes = 0;
         match self.builder.as_mut() {
             Some(b) => b.finish(),
             None => BinaryArray::from_iter_values(std::iter::empty::<&[u8]>()),

@@ -78,6 +78,17 @@ pub enum PipelineError {
     /// incomplete and must not be committed.
     #[error("task killed")]
     Killed,
+    /// An operator over its memory reservation could not spill: spilling
+    /// is off, the spill directory cannot be written, or the cap on spill
+    /// space was reached. Retryable: another executor may have room.
+    #[error("{operator} needed to spill and could not (memory: RIFFLE_EXECUTOR_MEMORY; spill space: RIFFLE_SPILL_DIR, RIFFLE_SPILL_MAX)")]
+    Spill {
+        /// The operator that was spilling (`reduce_by_key`, `sort_by`, ...).
+        operator: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
     /// A bug in Riffle; please report it.
     #[error("internal error (please report): {0}")]
     Internal(String),

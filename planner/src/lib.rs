@@ -10,6 +10,7 @@
 //!   statuses executors send back, always encoded to bytes (even in embedded
 //!   mode) with [`task::encode`] / [`task::decode`].
 //! - [`codec`]: the record encoding used at stage boundaries.
+//! - [`memory`]: the memory pool and spill files operators draw from.
 //! - [`failpoints`]: faults injected by tests and the chaos benchmark
 //!   (`RIFFLE_FAILPOINTS`), off unless configured.
 //!
@@ -27,6 +28,7 @@ pub mod error;
 pub mod failpoints;
 pub mod function;
 pub mod ids;
+pub mod memory;
 pub mod pipeline;
 pub mod proto;
 pub mod task;

@@ -17,6 +17,7 @@
 //! and records [`PipelineError::Killed`].
 
 use crate::error::PipelineError;
+use crate::memory::{SharedMemory, Unbounded};
 use arrow_array::{BinaryArray, RecordBatch};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,7 +52,7 @@ impl Partition {
 
 /// Per-task state shared by the operators of one running task. Clones share
 /// the same state, so the executor keeps one to kill the task from outside.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TaskContext {
     error: Arc<Mutex<Option<PipelineError>>>,
     /// Raised once by `kill`; an atomic rather than part of `error` so that
@@ -59,6 +60,15 @@ pub struct TaskContext {
     killed: Arc<AtomicBool>,
     /// Counters reported back to the driver with the task status.
     pub counters: Arc<Counters>,
+    /// The executor's memory pool and spill directory.
+    pub memory: SharedMemory,
+}
+
+impl Default for TaskContext {
+    /// A context with no memory limit and no spill directory.
+    fn default() -> Self {
+        TaskContext::new(Arc::new(Unbounded))
+    }
 }
 
 /// Counters a running task accumulates.
@@ -72,6 +82,10 @@ pub struct Counters {
     pub invalid_utf8_lines: AtomicU64,
     /// Bytes fetched from shuffle blocks (also counted in `bytes_read`).
     pub shuffle_bytes_read: AtomicU64,
+    /// Bytes written to spill files.
+    pub spilled_bytes: AtomicU64,
+    /// Spill files written.
+    pub spill_count: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +96,16 @@ impl Counters {
 }
 
 impl TaskContext {
+    /// A fresh context drawing memory from `memory`.
+    pub fn new(memory: SharedMemory) -> Self {
+        TaskContext {
+            error: Arc::default(),
+            killed: Arc::default(),
+            counters: Arc::default(),
+            memory,
+        }
+    }
+
     /// Records the first error; later ones are dropped since the first is the
     /// cause.
     pub fn fail(&self, error: PipelineError) {

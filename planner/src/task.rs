@@ -384,7 +384,9 @@ impl PipelineError {
     /// variant alone.
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            PipelineError::Input { .. } | PipelineError::Shuffle { .. } => FailureKind::Retryable,
+            PipelineError::Input { .. }
+            | PipelineError::Shuffle { .. }
+            | PipelineError::Spill { .. } => FailureKind::Retryable,
             PipelineError::BadInput { .. } => FailureKind::BadInput,
             PipelineError::FetchFailed {
                 shuffle,
@@ -415,8 +417,10 @@ impl From<PipelineError> for TaskFailure {
     }
 }
 
-/// Counters measured while a task ran.
+/// Counters measured while a task ran. Fields missing from an older event
+/// log read as 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TaskMetrics {
     /// Wall time of the task in microseconds.
     pub run_micros: u64,
@@ -432,6 +436,10 @@ pub struct TaskMetrics {
     pub shuffle_bytes_read: u64,
     /// Lines that were not valid UTF-8.
     pub invalid_utf8_lines: u64,
+    /// Bytes written to spill files (Dataset operators and SQL).
+    pub spilled_bytes: u64,
+    /// Spill files written.
+    pub spill_count: u64,
 }
 
 /// The report of one finished task attempt.

@@ -43,6 +43,18 @@ pub enum ShuffleError {
         #[source]
         source: Option<BoxError>,
     },
+    /// A spill run could not be written or read back (local disk full, the
+    /// spill space cap reached, a damaged file).
+    #[error("{message} ({path})")]
+    Spill {
+        /// The spill file.
+        path: String,
+        /// What was being done.
+        message: String,
+        /// The I/O or Arrow error.
+        #[source]
+        source: BoxError,
+    },
 }
 
 /// A block that could not be fetched, and why.
@@ -73,7 +85,9 @@ impl FetchError {
                     source: Box::new(self.source),
                 }
             }
-            ShuffleError::Storage { .. } | ShuffleError::Encode { .. } => {
+            ShuffleError::Storage { .. }
+            | ShuffleError::Encode { .. }
+            | ShuffleError::Spill { .. } => {
                 riffle_planner::PipelineError::Shuffle {
                     source: Box::new(self),
                 }

@@ -15,7 +15,8 @@
 //!
 //! It also holds what every reader of input files shares: listing by
 //! Hadoop's conventions ([`stores::ObjectStores::list_files`]) and text
-//! lines, byte-order marks and gzip members ([`lines`]).
+//! lines, byte-order marks and gzip members ([`lines`]), and the format of
+//! the runs operators spill to local disk ([`spill`]).
 //!
 //! Architecture invariant: this crate knows storage, not scheduling.
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod layout;
 pub mod lines;
 pub mod reader;
+pub mod spill;
 pub mod stores;
 pub mod writer;
 

@@ -57,6 +57,18 @@ pub fn new_session(
     stores: ObjectStores,
     shuffle: ShuffleStore,
 ) -> Result<SessionContext> {
+    new_session_with(target_partitions, stores, shuffle, RuntimeEnvBuilder::new())
+}
+
+/// [`new_session`] on an executor: its operators draw from `runtime`'s
+/// memory pool and spill into its disk manager (the executor's, shared with
+/// its Dataset operators). The object stores are set here.
+pub fn new_session_with(
+    target_partitions: usize,
+    stores: ObjectStores,
+    shuffle: ShuffleStore,
+    runtime: RuntimeEnvBuilder,
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(target_partitions.max(1))
         .with_information_schema(true)
@@ -99,7 +111,7 @@ pub fn new_session(
             false,
         )
         .with_extension(Arc::new(ShuffleContext { store: shuffle }));
-    let runtime = RuntimeEnvBuilder::new()
+    let runtime = runtime
         .with_object_store_registry(Arc::new(Stores(stores)))
         .build_arc()?;
     let state = datafusion::execution::SessionStateBuilder::new()

@@ -9,6 +9,7 @@ pub(crate) mod arrow_rows;
 pub mod narrow;
 pub(crate) mod ops;
 pub mod pair;
+pub(crate) mod spill;
 
 use crate::context::Context;
 use riffle_planner::function::FnRef;

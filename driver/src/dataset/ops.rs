@@ -7,7 +7,7 @@
 //! zero-sized type with [`conjure_zst`]; explicit state travels as bincode.
 
 use riffle_planner::PipelineError;
-use riffle_planner::codec::{RecordBuffer, decode_array, decode_record, encode_into};
+use riffle_planner::codec::{RecordBuffer, decode_record, encode_into};
 use riffle_planner::function::{FnRef, conjure_zst};
 use riffle_planner::pipeline::{
     BatchIter, BoxIter, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp,
@@ -20,6 +20,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::Data;
+use super::spill::{
+    Ascending, Budget, ByHash, Descending, HashGroups, Order, Spiller, entry_bytes, key_hash, sort,
+};
 use arrow_array::BinaryArray;
 
 /// Marks the types an operator works on, without owning any.
@@ -537,9 +540,13 @@ pub(crate) fn range_writer_factory<K: Data + Ord, V: Data>(bytes: &[u8]) -> Buil
 
 // ---------------------------------------------------------------- shuffle: reduce side
 
-/// Decodes the records of a batch iterator; a decoding error is recorded in
-/// the task context and ends the iteration.
-pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter<T> {
+/// Decodes the records of a batch iterator, each with the size of its
+/// encoding (what the spilling operators account); a decoding error is
+/// recorded in the task context and ends the iteration.
+pub(crate) fn sized_records<T: Data>(
+    batches: BatchIter,
+    ctx: &TaskContext,
+) -> BoxIter<(T, usize)> {
     let ctx = ctx.clone();
     Box::new(batches.flat_map(move |array| {
         let ctx = ctx.clone();
@@ -547,11 +554,25 @@ pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter
             &ctx.counters.records_read,
             arrow_array::Array::len(&array) as u64,
         );
-        let decoded: Vec<T> = decode_array::<T>(&array)
-            .map_while(|r| r.map_err(|e| ctx.fail(e)).ok())
-            .collect();
-        decoded
+        // Decoded one at a time from the fetched array, so a block is
+        // held once, encoded, rather than also as a vector of values.
+        (0..arrow_array::Array::len(&array)).map_while(move |i| {
+            let bytes = array.value(i);
+            match decode_record::<T>(bytes) {
+                Ok(v) => Some((v, bytes.len())),
+                Err(e) => {
+                    ctx.fail(e);
+                    None
+                }
+            }
+        })
     }))
+}
+
+/// Decodes the records of a batch iterator; a decoding error is recorded in
+/// the task context and ends the iteration.
+pub(crate) fn records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter<T> {
+    Box::new(sized_records::<T>(batches, ctx).map(|(v, _)| v))
 }
 
 fn single_input(mut inputs: Vec<BatchIter>) -> Result<BatchIter, PipelineError> {
@@ -584,32 +605,19 @@ pub(crate) fn pass_reducer_factory<T: Data>(_: &[u8]) -> Built {
     Ok(Box::new(op))
 }
 
-/// Merges pre-combined values per key.
-struct CombineReducer<K, C, M> {
-    combiner: M,
-    _types: Types<(K, C)>,
+/// Drains a hash table into a run in [`ByHash`] order.
+fn drain_by_hash<K: Hash, X>(table: &mut FxHashMap<K, X>) -> Vec<(u64, (K, X))> {
+    let mut run: Vec<(u64, (K, X))> = table.drain().map(|(k, x)| (key_hash(&k), (k, x))).collect();
+    sort::<_, ByHash>(&mut run);
+    run
 }
 
-impl<K, C, M> CombineReducer<K, C, M>
-where
-    K: Data + Hash + Eq,
-    C: Data,
-{
-    fn merge_all<V>(&self, records: BoxIter<(K, C)>) -> FxHashMap<K, Option<C>>
-    where
-        M: Combiner<V, C>,
-    {
-        let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
-        for (k, c) in records {
-            upsert(&mut table, k, c, |c| c, |a, c| self.combiner.merge(a, c));
-        }
-        table
-    }
-}
-
+/// Merges pre-combined values per key (`reduce_by_key`, `aggregate_by_key`,
+/// `fold_by_key`, `distinct`). The table spills in hash order when the
+/// executor's pool says no; the merge combines equal keys across runs.
 struct CombineReduceOp<K, V, C, M> {
-    inner: CombineReducer<K, C, M>,
-    _v: Types<V>,
+    combiner: Arc<M>,
+    _types: Types<(K, V, C)>,
 }
 
 impl<K, V, C, M> ReduceOp for CombineReduceOp<K, V, C, M>
@@ -624,11 +632,31 @@ where
         inputs: Vec<BatchIter>,
         ctx: &TaskContext,
     ) -> Result<Partition, PipelineError> {
-        let table = self
-            .inner
-            .merge_all::<V>(records::<(K, C)>(single_input(inputs)?, ctx));
+        const OPERATOR: &str = "reduce_by_key";
+        let mut table: FxHashMap<K, Option<C>> = FxHashMap::default();
+        let mut budget = Budget::new(ctx, OPERATOR);
+        let mut spiller = Spiller::new(ctx, OPERATOR);
+        let combiner = &self.combiner;
+        for ((k, c), bytes) in sized_records::<(K, C)>(single_input(inputs)?, ctx) {
+            let new = upsert(&mut table, k, c, |c| c, |a, c| combiner.merge(a, c));
+            if new && budget.add(entry_bytes::<(K, Option<C>)>(bytes)) {
+                spiller.spill(drain_by_hash(&mut table))?;
+                budget.reset();
+            }
+        }
+        if !spiller.spilled() {
+            return Ok(Partition::new::<(K, C)>(Box::new(
+                table.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
+            )));
+        }
+        let merged = spiller.merge::<_, ByHash>(drain_by_hash(&mut table), Some(budget))?;
+        let combiner = self.combiner.clone();
+        let groups = HashGroups::new(merged, move |a: Option<C>, b: Option<C>| match (a, b) {
+            (Some(a), Some(b)) => Some(combiner.merge(a, b)),
+            (a, b) => a.or(b),
+        });
         Ok(Partition::new::<(K, C)>(Box::new(
-            table.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
+            groups.filter_map(|(k, c)| c.map(|c| (k, c))),
         )))
     }
 }
@@ -641,16 +669,42 @@ where
     M: MakeCombiner<V, C>,
 {
     let op: Box<dyn ReduceOp> = Box::new(CombineReduceOp::<K, V, C, M::Combiner> {
-        inner: CombineReducer {
-            combiner: M::make(bytes)?,
-            _types: PhantomData,
-        },
-        _v: PhantomData,
+        combiner: Arc::new(M::make(bytes)?),
+        _types: PhantomData,
     });
     Ok(Box::new(op))
 }
 
-/// Groups all values of a key (`group_by_key`).
+/// Reads `(K, V)` records into a table of each key's values, spilling the
+/// table in hash order when the budget says so.
+fn group_into<K: Data + Hash + Eq, V: Data>(
+    records: BoxIter<((K, V), usize)>,
+    table: &mut FxHashMap<K, Vec<V>>,
+    budget: &mut Budget,
+    spiller: &mut Spiller,
+) -> Result<(), PipelineError> {
+    for ((k, v), bytes) in records {
+        let held = match table.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().push(v);
+                bytes + size_of::<V>()
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(vec![v]);
+                entry_bytes::<(K, Vec<V>)>(bytes)
+            }
+        };
+        if budget.add(held) {
+            spiller.spill(drain_by_hash(table))?;
+            budget.reset();
+        }
+    }
+    Ok(())
+}
+
+/// Groups all values of a key (`group_by_key`). Spills like
+/// [`CombineReduceOp`]; the values of one key are gathered in memory, so
+/// they must fit (as in Spark).
 struct GroupReducer<K, V>(Types<(K, V)>);
 
 impl<K: Data + Hash + Eq, V: Data> ReduceOp for GroupReducer<K, V> {
@@ -659,11 +713,23 @@ impl<K: Data + Hash + Eq, V: Data> ReduceOp for GroupReducer<K, V> {
         inputs: Vec<BatchIter>,
         ctx: &TaskContext,
     ) -> Result<Partition, PipelineError> {
+        const OPERATOR: &str = "group_by_key";
         let mut table: FxHashMap<K, Vec<V>> = FxHashMap::default();
-        for (k, v) in records::<(K, V)>(single_input(inputs)?, ctx) {
-            table.entry(k).or_default().push(v);
+        let mut budget = Budget::new(ctx, OPERATOR);
+        let mut spiller = Spiller::new(ctx, OPERATOR);
+        let input = sized_records::<(K, V)>(single_input(inputs)?, ctx);
+        group_into(input, &mut table, &mut budget, &mut spiller)?;
+        if !spiller.spilled() {
+            return Ok(Partition::new::<(K, Vec<V>)>(Box::new(table.into_iter())));
         }
-        Ok(Partition::new::<(K, Vec<V>)>(Box::new(table.into_iter())))
+        let merged = spiller.merge::<_, ByHash>(drain_by_hash(&mut table), Some(budget))?;
+        Ok(Partition::new::<(K, Vec<V>)>(Box::new(HashGroups::new(
+            merged,
+            |mut a: Vec<V>, b: Vec<V>| {
+                a.extend(b);
+                a
+            },
+        ))))
     }
 }
 
@@ -672,9 +738,139 @@ pub(crate) fn group_reducer_factory<K: Data + Hash + Eq, V: Data>(_: &[u8]) -> B
     Ok(Box::new(op))
 }
 
-/// Joins two hash-partitioned inputs: the right side is buffered per key,
-/// the left side streams. `OUTER` keeps left records without a match.
+/// The output records of one left record of a join, given the right
+/// side's values of its key (none if the key has no match).
+type Emit<K, V, W, O> = fn(K, V, Option<&Vec<W>>) -> Vec<O>;
+
+fn emit_inner<K: Clone, V: Clone, W: Clone>(k: K, v: V, ws: Option<&Vec<W>>) -> Vec<(K, (V, W))> {
+    ws.map(|ws| {
+        ws.iter()
+            .map(|w| (k.clone(), (v.clone(), w.clone())))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn emit_left_outer<K: Clone, V: Clone, W: Clone>(
+    k: K,
+    v: V,
+    ws: Option<&Vec<W>>,
+) -> Vec<(K, (V, Option<W>))> {
+    match ws {
+        Some(ws) => ws
+            .iter()
+            .map(|w| (k.clone(), (v.clone(), Some(w.clone()))))
+            .collect(),
+        None => vec![(k, (v, None))],
+    }
+}
+
+/// Joins two hash-partitioned inputs: the right side is gathered per key,
+/// the left side streams past it. `OUTER` keeps left records without a
+/// match.
+///
+/// When the right side does not fit its share of memory it is spilled in
+/// hash order, the left side is then sorted by hash too (spilling as it
+/// must), and the two merged streams are joined one hash at a time: a
+/// sort-merge join on the key's hash, which holds the right side's values
+/// of one key at a time (those must fit, as in Spark's sort-merge join).
 struct JoinReducer<K, V, W, const OUTER: bool>(Types<(K, V, W)>);
+
+impl<K, V, W, const OUTER: bool> JoinReducer<K, V, W, OUTER>
+where
+    K: Data + Hash + Eq + Clone,
+    V: Data + Clone,
+    W: Data + Clone,
+{
+    fn join<O: Data>(
+        left: BatchIter,
+        right: BatchIter,
+        ctx: &TaskContext,
+        emit: Emit<K, V, W, O>,
+    ) -> Result<Partition, PipelineError> {
+        const OPERATOR: &str = "join";
+        let mut table: FxHashMap<K, Vec<W>> = FxHashMap::default();
+        let mut budget = Budget::new(ctx, OPERATOR);
+        let mut right_runs = Spiller::new(ctx, OPERATOR);
+        let right = sized_records::<(K, W)>(right, ctx);
+        group_into(right, &mut table, &mut budget, &mut right_runs)?;
+        let left = sized_records::<(K, V)>(left, ctx);
+        if !right_runs.spilled() {
+            let out = left.flat_map(move |((k, v), _)| {
+                let ws = table.get(&k);
+                emit(k, v, ws)
+            });
+            return Ok(Partition::new::<O>(Box::new(out)));
+        }
+        // The right side goes to disk whole, so the left side has the
+        // budget to itself.
+        right_runs.spill(drain_by_hash(&mut table))?;
+        budget.reset();
+        let right = HashGroups::new(
+            right_runs.merge::<_, ByHash>(Vec::new(), None)?,
+            |mut a: Vec<W>, b: Vec<W>| {
+                a.extend(b);
+                a
+            },
+        );
+        let mut left_runs = Spiller::new(ctx, OPERATOR);
+        let mut buffer: Vec<(u64, (K, V))> = Vec::new();
+        for ((k, v), bytes) in left {
+            buffer.push((key_hash(&k), (k, v)));
+            if budget.add(entry_bytes::<(u64, (K, V))>(bytes)) {
+                sort::<_, ByHash>(&mut buffer);
+                left_runs.spill(buffer.drain(..))?;
+                budget.reset();
+            }
+        }
+        sort::<_, ByHash>(&mut buffer);
+        let left = left_runs.merge::<_, ByHash>(buffer, Some(budget))?;
+        let right: BoxIter<(K, Vec<W>)> = Box::new(right);
+        Ok(Partition::new::<O>(Box::new(HashJoin {
+            left,
+            right: right.peekable(),
+            group_hash: None,
+            group: Vec::new(),
+            out: Vec::new().into_iter(),
+            emit,
+        })))
+    }
+}
+
+/// The merge step of a spilled join: both sides in hash order.
+struct HashJoin<K, V, W, O> {
+    left: BoxIter<(u64, (K, V))>,
+    right: std::iter::Peekable<BoxIter<(K, Vec<W>)>>,
+    /// The hash whose right-side keys are in `group`.
+    group_hash: Option<u64>,
+    group: Vec<(K, Vec<W>)>,
+    out: std::vec::IntoIter<O>,
+    emit: Emit<K, V, W, O>,
+}
+
+impl<K: Hash + Eq, V, W, O> Iterator for HashJoin<K, V, W, O> {
+    type Item = O;
+
+    fn next(&mut self) -> Option<O> {
+        loop {
+            if let Some(o) = self.out.next() {
+                return Some(o);
+            }
+            let (hash, (k, v)) = self.left.next()?;
+            if self.group_hash != Some(hash) {
+                self.group.clear();
+                // Right keys of smaller hashes have no left partner left.
+                while self.right.next_if(|(rk, _)| key_hash(rk) < hash).is_some() {}
+                while let Some(entry) = self.right.next_if(|(rk, _)| key_hash(rk) == hash) {
+                    self.group.push(entry);
+                }
+                self.group_hash = Some(hash);
+            }
+            let ws = self.group.iter().find(|(rk, _)| *rk == k).map(|(_, ws)| ws);
+            self.out = (self.emit)(k, v, ws).into_iter();
+        }
+    }
+}
 
 impl<K, V, W, const OUTER: bool> ReduceOp for JoinReducer<K, V, W, OUTER>
 where
@@ -695,33 +891,10 @@ where
                 ));
             }
         };
-        let mut table: FxHashMap<K, Vec<W>> = FxHashMap::default();
-        for (k, w) in records::<(K, W)>(right, ctx) {
-            table.entry(k).or_default().push(w);
-        }
-        let left = records::<(K, V)>(left, ctx);
         if OUTER {
-            let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, Option<W>))> {
-                match table.get(&k) {
-                    Some(ws) => ws
-                        .iter()
-                        .map(|w| (k.clone(), (v.clone(), Some(w.clone()))))
-                        .collect(),
-                    None => vec![(k, (v, None))],
-                }
-            });
-            Ok(Partition::new::<(K, (V, Option<W>))>(Box::new(out)))
+            Self::join(left, right, ctx, emit_left_outer::<K, V, W>)
         } else {
-            let out = left.flat_map(move |(k, v)| -> Vec<(K, (V, W))> {
-                match table.get(&k) {
-                    Some(ws) => ws
-                        .iter()
-                        .map(|w| (k.clone(), (v.clone(), w.clone())))
-                        .collect(),
-                    None => Vec::new(),
-                }
-            });
-            Ok(Partition::new::<(K, (V, W))>(Box::new(out)))
+            Self::join(left, right, ctx, emit_inner::<K, V, W>)
         }
     }
 }
@@ -737,10 +910,37 @@ where
 }
 
 /// Sorts one range partition by key (stable, so equal keys keep their order
-/// of arrival).
+/// of arrival); an external sort when the buffer outgrows its budget.
 struct SortReducer<K, V> {
     ascending: bool,
     _types: Types<(K, V)>,
+}
+
+impl<K: Data + Ord, V: Data> SortReducer<K, V> {
+    fn sort<O: Order<(K, V)>>(
+        input: BoxIter<((K, V), usize)>,
+        ctx: &TaskContext,
+    ) -> Result<Partition, PipelineError> {
+        const OPERATOR: &str = "sort_by";
+        let mut budget = Budget::new(ctx, OPERATOR);
+        let mut spiller = Spiller::new(ctx, OPERATOR);
+        let mut buffer: Vec<(K, V)> = Vec::new();
+        for (record, bytes) in input {
+            buffer.push(record);
+            if budget.add(entry_bytes::<(K, V)>(bytes)) {
+                sort::<_, O>(&mut buffer);
+                spiller.spill(buffer.drain(..))?;
+                budget.reset();
+            }
+        }
+        sort::<_, O>(&mut buffer);
+        if !spiller.spilled() {
+            return Ok(Partition::new::<(K, V)>(Box::new(buffer.into_iter())));
+        }
+        Ok(Partition::new::<(K, V)>(
+            spiller.merge::<_, O>(buffer, Some(budget))?,
+        ))
+    }
 }
 
 impl<K: Data + Ord, V: Data> ReduceOp for SortReducer<K, V> {
@@ -749,13 +949,12 @@ impl<K: Data + Ord, V: Data> ReduceOp for SortReducer<K, V> {
         inputs: Vec<BatchIter>,
         ctx: &TaskContext,
     ) -> Result<Partition, PipelineError> {
-        let mut all: Vec<(K, V)> = records::<(K, V)>(single_input(inputs)?, ctx).collect();
+        let input = sized_records::<(K, V)>(single_input(inputs)?, ctx);
         if self.ascending {
-            all.sort_by(|a, b| a.0.cmp(&b.0));
+            Self::sort::<Ascending>(input, ctx)
         } else {
-            all.sort_by(|a, b| b.0.cmp(&a.0));
+            Self::sort::<Descending>(input, ctx)
         }
-        Ok(Partition::new::<(K, V)>(Box::new(all.into_iter())))
     }
 }
 

@@ -254,6 +254,8 @@ impl EventListener for SummaryListener {
                     s.bytes_read += m.bytes_read;
                     s.shuffle_bytes_written += m.shuffle_bytes_written;
                     s.invalid_utf8_lines += m.invalid_utf8_lines;
+                    s.spilled_bytes += m.spilled_bytes;
+                    s.spill_count += m.spill_count;
                 }
                 if let Some(st) = self.stage(task.job, task.stage, attempt) {
                     st.tasks += 1;
@@ -263,6 +265,8 @@ impl EventListener for SummaryListener {
                     st.shuffle_bytes_read += m.shuffle_bytes_read;
                     st.shuffle_records_written += m.shuffle_records_written;
                     st.shuffle_bytes_written += m.shuffle_bytes_written;
+                    st.spilled_bytes += m.spilled_bytes;
+                    st.spill_count += m.spill_count;
                 }
             }
             SchedulerEvent::JobEnded { job, elapsed, .. } => {

@@ -104,6 +104,10 @@ pub struct Counters {
     pub shuffle_write_bytes: u64,
     /// Records of shuffle output written.
     pub shuffle_records_written: u64,
+    /// Bytes spilled to disk (Spark's "Spill (Disk)").
+    pub spill_bytes: u64,
+    /// Spill files written.
+    pub spill_count: u64,
 }
 
 impl Counters {
@@ -113,6 +117,8 @@ impl Counters {
         self.shuffle_read_bytes += m.shuffle_bytes_read;
         self.shuffle_write_bytes += m.shuffle_bytes_written;
         self.shuffle_records_written += m.shuffle_records_written;
+        self.spill_bytes += m.spilled_bytes;
+        self.spill_count += m.spill_count;
     }
 
     fn of(m: &TaskMetrics) -> Self {

@@ -58,6 +58,8 @@ impl From<&TaskMetrics> for v1::TaskMetrics {
             invalid_utf8_lines: m.invalid_utf8_lines,
             shuffle_records_written: m.shuffle_records_written,
             shuffle_bytes_read: m.shuffle_bytes_read,
+            spilled_bytes: m.spilled_bytes,
+            spill_count: m.spill_count,
         }
     }
 }
@@ -72,6 +74,8 @@ impl From<v1::TaskMetrics> for TaskMetrics {
             invalid_utf8_lines: m.invalid_utf8_lines,
             shuffle_records_written: m.shuffle_records_written,
             shuffle_bytes_read: m.shuffle_bytes_read,
+            spilled_bytes: m.spilled_bytes,
+            spill_count: m.spill_count,
         }
     }
 }
