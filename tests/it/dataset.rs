@@ -295,6 +295,91 @@ fn panicking_closure_fails_the_job_with_message_and_task() {
     assert_eq!(ctx.parallelize(vec![1, 2, 3], 2).count().unwrap(), 3);
 }
 
+/// Every wide operation on `input` against the sequential computation.
+fn check_reduce_group_distinct_sort(
+    ctx: &Context,
+    input: Vec<(u8, i32)>,
+    partitions: usize,
+    skew: bool,
+) -> Result<(), TestCaseError> {
+    // Skewed keys: most records share one key.
+    let input: Vec<(u8, i32)> = if skew {
+        input.into_iter().enumerate().map(|(i, (k, v))| (if i % 5 == 0 { k } else { 7 }, v)).collect()
+    } else {
+        input
+    };
+    let ds = ctx.parallelize(input.clone(), partitions);
+
+    let mut sums: HashMap<u8, i64> = HashMap::new();
+    let mut groups: HashMap<u8, Vec<i32>> = HashMap::new();
+    for (k, v) in &input {
+        *sums.entry(*k).or_default() += *v as i64;
+        groups.entry(*k).or_default().push(*v);
+    }
+    let got = ds.map_values(|v| v as i64).reduce_by_key(|a, b| a + b).collect().unwrap();
+    prop_assert_eq!(sorted(got), sorted(sums.clone().into_iter().collect::<Vec<_>>()));
+    let got = ds
+        .aggregate_by_key(0i64, |a, v| a + v as i64, |a, b| a + b)
+        .collect()
+        .unwrap();
+    prop_assert_eq!(sorted(got), sorted(sums.into_iter().collect::<Vec<_>>()));
+
+    let got: Vec<(u8, Vec<i32>)> = ds.group_by_key().map_values(sorted).collect().unwrap();
+    let expected: Vec<(u8, Vec<i32>)> = groups.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+    prop_assert_eq!(sorted(got), sorted(expected));
+
+    let got = ds.distinct().collect().unwrap();
+    let expected: HashSet<(u8, i32)> = input.iter().copied().collect();
+    prop_assert_eq!(sorted(got), sorted(expected.into_iter().collect::<Vec<_>>()));
+
+    let got = ds.sort_by(|(_, v)| *v, true).map(|(_, v)| v).collect().unwrap();
+    prop_assert_eq!(got, sorted(input.iter().map(|(_, v)| *v).collect::<Vec<_>>()));
+    let got = ds.sort_by_key(false).keys().collect().unwrap();
+    let mut expected = sorted(input.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+    expected.reverse();
+    prop_assert_eq!(got, expected);
+    Ok(())
+}
+
+/// `join` and `left_outer_join` against nested loops.
+fn check_join(
+    ctx: &Context,
+    left: Vec<(u8, u16)>,
+    right: Vec<(u8, u16)>,
+    lp: usize,
+    rp: usize,
+) -> Result<(), TestCaseError> {
+    let l = ctx.parallelize(left.clone(), lp);
+    let r = ctx.parallelize(right.clone(), rp);
+    let mut expected = Vec::new();
+    let mut outer = Vec::new();
+    for (k, v) in &left {
+        let mut matched = false;
+        for (k2, w) in &right {
+            if k == k2 {
+                expected.push((*k, (*v, *w)));
+                outer.push((*k, (*v, Some(*w))));
+                matched = true;
+            }
+        }
+        if !matched {
+            outer.push((*k, (*v, None)));
+        }
+    }
+    prop_assert_eq!(sorted(l.join(&r).collect().unwrap()), sorted(expected));
+    prop_assert_eq!(sorted(l.left_outer_join(&r).collect().unwrap()), sorted(outer));
+    Ok(())
+}
+
+/// A context whose operators spill after every `n` records they buffer.
+fn spilling_ctx(n: usize) -> Context {
+    Context::builder()
+        .master("local[2]")
+        .force_spill_every(n)
+        .build()
+        .unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -304,38 +389,7 @@ proptest! {
         partitions in 1usize..8,
         skew in any::<bool>(),
     ) {
-        let ctx = ctx();
-        // Skewed keys: most records share one key.
-        let input: Vec<(u8, i32)> = if skew {
-            input.into_iter().enumerate().map(|(i, (k, v))| (if i % 5 == 0 { k } else { 7 }, v)).collect()
-        } else {
-            input
-        };
-        let ds = ctx.parallelize(input.clone(), partitions);
-
-        let mut sums: HashMap<u8, i64> = HashMap::new();
-        let mut groups: HashMap<u8, Vec<i32>> = HashMap::new();
-        for (k, v) in &input {
-            *sums.entry(*k).or_default() += *v as i64;
-            groups.entry(*k).or_default().push(*v);
-        }
-        let got = ds.map_values(|v| v as i64).reduce_by_key(|a, b| a + b).collect().unwrap();
-        prop_assert_eq!(sorted(got), sorted(sums.into_iter().collect::<Vec<_>>()));
-
-        let got: Vec<(u8, Vec<i32>)> = ds.group_by_key().map_values(sorted).collect().unwrap();
-        let expected: Vec<(u8, Vec<i32>)> = groups.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-        prop_assert_eq!(sorted(got), sorted(expected));
-
-        let got = ds.distinct().collect().unwrap();
-        let expected: HashSet<(u8, i32)> = input.iter().copied().collect();
-        prop_assert_eq!(sorted(got), sorted(expected.into_iter().collect::<Vec<_>>()));
-
-        let got = ds.sort_by(|(_, v)| *v, true).map(|(_, v)| v).collect().unwrap();
-        prop_assert_eq!(got, sorted(input.iter().map(|(_, v)| *v).collect::<Vec<_>>()));
-        let got = ds.sort_by_key(false).keys().collect().unwrap();
-        let mut expected = sorted(input.iter().map(|(k, _)| *k).collect::<Vec<_>>());
-        expected.reverse();
-        prop_assert_eq!(got, expected);
+        check_reduce_group_distinct_sort(&ctx(), input, partitions, skew)?;
     }
 
     #[test]
@@ -345,19 +399,61 @@ proptest! {
         lp in 1usize..6,
         rp in 1usize..6,
     ) {
-        let ctx = ctx();
-        let l = ctx.parallelize(left.clone(), lp);
-        let r = ctx.parallelize(right.clone(), rp);
-        let mut expected = Vec::new();
-        for (k, v) in &left {
-            for (k2, w) in &right {
-                if k == k2 {
-                    expected.push((*k, (*v, *w)));
-                }
-            }
-        }
-        prop_assert_eq!(sorted(l.join(&r).collect().unwrap()), sorted(expected));
+        check_join(&ctx(), left, right, lp, rp)?;
     }
+
+    /// The same with every operator spilling every few records: runs on
+    /// disk, merges in several passes (more than 64 runs), colliding
+    /// hashes, the sort-merge join.
+    #[test]
+    fn prop_reduce_group_distinct_sort_spilling(
+        input in prop::collection::vec((0u8..20, -1000i32..1000), 5..300),
+        partitions in 1usize..8,
+        skew in any::<bool>(),
+        every in 1usize..6,
+    ) {
+        let ctx = spilling_ctx(every);
+        check_reduce_group_distinct_sort(&ctx, input.clone(), partitions, skew)?;
+        // All records in one reduce task: at least `every` of them.
+        ctx.parallelize(input, 1).group_by_key().count().unwrap();
+        prop_assert!(ctx.last_job().spill_count > 0, "{}", ctx.last_job());
+    }
+
+    #[test]
+    fn prop_join_spilling(
+        left in prop::collection::vec((0u8..15, 0u16..100), 0..120),
+        right in prop::collection::vec((0u8..15, 0u16..100), 5..120),
+        lp in 1usize..6,
+        rp in 1usize..6,
+        every in 1usize..6,
+    ) {
+        let ctx = spilling_ctx(every);
+        check_join(&ctx, left.clone(), right.clone(), lp, rp)?;
+        let (l, r) = (ctx.parallelize(left, 1), ctx.parallelize(right, 1));
+        l.join(&r).count().unwrap();
+        prop_assert!(ctx.last_job().spill_count > 0, "{}", ctx.last_job());
+    }
+}
+
+/// Spilled runs of a sort merge back stably: records of equal keys keep
+/// the order they had in their partition.
+#[test]
+fn a_spilled_sort_keeps_equal_keys_in_arrival_order() {
+    let ctx = spilling_ctx(7);
+    let input: Vec<(u8, u32)> = (0..2000u32).map(|i| ((i % 3) as u8, i)).collect();
+    // One input partition and one output partition: arrival order is the
+    // input order.
+    let got = ctx
+        .parallelize(input.clone(), 1)
+        .sort_by_key(true)
+        .collect()
+        .unwrap();
+    let mut expected = input;
+    expected.sort_by_key(|r| r.0);
+    assert_eq!(got, expected);
+    let job = ctx.last_job();
+    assert!(job.spill_count > 100, "{job}");
+    assert!(job.spilled_bytes > 0, "{job}");
 }
 
 #[test]
