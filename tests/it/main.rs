@@ -10,6 +10,7 @@ mod conventions;
 mod dataset;
 mod examples;
 mod faults;
+mod memory;
 mod s3;
 mod scheduling;
 mod sql;
