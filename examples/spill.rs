@@ -71,7 +71,10 @@ fn run() -> anyhow::Result<()> {
         }
     }
     let (name, n) = match job.as_slice() {
-        [name, n] => (name.as_str(), n.parse::<u64>().context("N must be a number")?),
+        [name, n] => (
+            name.as_str(),
+            n.parse::<u64>().context("N must be a number")?,
+        ),
         _ => bail!("usage: spill [--master M] [--partitions P] words|sort|join|sql-group N"),
     };
     let ctx = builder.build()?;
@@ -90,7 +93,12 @@ fn run() -> anyhow::Result<()> {
                         .map(move |i| (format!("w{:010}", i % n), 1u64))
                 })
                 .reduce_by_key(|a, b| a + b)
-                .map(|(w, c)| (1u64, w[1..].parse::<u64>().unwrap_or(u64::MAX).wrapping_mul(c)))
+                .map(|(w, c)| {
+                    (
+                        1u64,
+                        w[1..].parse::<u64>().unwrap_or(u64::MAX).wrapping_mul(c),
+                    )
+                })
                 .reduce(|a, b| (a.0 + b.0, a.1.wrapping_add(b.1)))?
                 .unwrap_or((0, 0));
             format!("words: keys={keys} checksum={checksum}")
@@ -119,8 +127,7 @@ fn run() -> anyhow::Result<()> {
                 .collect()?;
             runs.retain(|r| r.2 > 0);
             let records: u64 = runs.iter().map(|r| r.2).sum();
-            let ordered = runs.iter().all(|r| r.3)
-                && runs.windows(2).all(|w| w[0].1 < w[1].0);
+            let ordered = runs.iter().all(|r| r.3) && runs.windows(2).all(|w| w[0].1 < w[1].0);
             format!("sort: records={records} ordered={ordered}")
         }
         "join" => {

@@ -80,7 +80,9 @@ impl MemoryConfig {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| format!("RIFFLE_FORCE_SPILL_EVERY={v:?} is not a positive number"))?;
+                .ok_or_else(|| {
+                    format!("RIFFLE_FORCE_SPILL_EVERY={v:?} is not a positive number")
+                })?;
             config.force_spill_every = Some(n);
         }
         Ok(config)
@@ -111,9 +113,7 @@ impl MemoryConfig {
     /// The pool size in bytes, `None` for no limit.
     pub fn pool_bytes(&self) -> Option<u64> {
         match self.pool {
-            PoolSize::Default => {
-                Some((process_memory_limit() as f64 * DEFAULT_FRACTION) as u64)
-            }
+            PoolSize::Default => Some((process_memory_limit() as f64 * DEFAULT_FRACTION) as u64),
             PoolSize::Bytes(n) => Some(n),
             PoolSize::Unlimited => None,
         }
@@ -147,7 +147,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (use k, m, g or t)")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use k, m, g or t)"
+            ));
+        }
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
@@ -346,7 +350,11 @@ mod tests {
         assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
         assert!(parse_bytes("12x").unwrap_err().contains("unknown unit"));
         assert!(parse_bytes("m").unwrap_err().contains("not a size"));
-        assert!(parse_bytes("99999999999t").unwrap_err().contains("too large"));
+        assert!(
+            parse_bytes("99999999999t")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert_eq!(parse_pool("Unlimited"), Ok(PoolSize::Unlimited));
         assert!(parse_pool("0").is_err());
     }
@@ -367,8 +375,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(back, config);
-        let err = MemoryConfig::from_vars(|n| (n == "RIFFLE_FORCE_SPILL_EVERY").then(|| "0".into()))
-            .unwrap_err();
+        let err =
+            MemoryConfig::from_vars(|n| (n == "RIFFLE_FORCE_SPILL_EVERY").then(|| "0".into()))
+                .unwrap_err();
         assert!(err.contains("RIFFLE_FORCE_SPILL_EVERY"), "{err}");
     }
 

@@ -185,7 +185,9 @@ fn record_spills(
                 MetricValue::SpilledBytes(n) => {
                     Counters::add(&counters.spilled_bytes, n.value() as u64)
                 }
-                MetricValue::SpillCount(n) => Counters::add(&counters.spill_count, n.value() as u64),
+                MetricValue::SpillCount(n) => {
+                    Counters::add(&counters.spill_count, n.value() as u64)
+                }
                 _ => {}
             }
         }
@@ -270,9 +272,9 @@ mod tests {
         assert_eq!(kind(DataFusionError::IoError(io())), FailureKind::Retryable);
         // A storage error wrapped by the Parquet reader is still storage.
         let wrapped = DataFusionError::ArrowError(
-            Box::new(
-                datafusion::arrow::error::ArrowError::ExternalError(Box::new(io())),
-            ),
+            Box::new(datafusion::arrow::error::ArrowError::ExternalError(
+                Box::new(io()),
+            )),
             None,
         );
         assert_eq!(kind(wrapped), FailureKind::Retryable);

@@ -81,7 +81,9 @@ pub enum PipelineError {
     /// An operator over its memory reservation could not spill: spilling
     /// is off, the spill directory cannot be written, or the cap on spill
     /// space was reached. Retryable: another executor may have room.
-    #[error("{operator} needed to spill and could not (memory: RIFFLE_EXECUTOR_MEMORY; spill space: RIFFLE_SPILL_DIR, RIFFLE_SPILL_MAX)")]
+    #[error(
+        "{operator} needed to spill and could not (memory: RIFFLE_EXECUTOR_MEMORY; spill space: RIFFLE_SPILL_DIR, RIFFLE_SPILL_MAX)"
+    )]
     Spill {
         /// The operator that was spilling (`reduce_by_key`, `sort_by`, ...).
         operator: String,

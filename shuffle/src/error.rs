@@ -87,11 +87,9 @@ impl FetchError {
             }
             ShuffleError::Storage { .. }
             | ShuffleError::Encode { .. }
-            | ShuffleError::Spill { .. } => {
-                riffle_planner::PipelineError::Shuffle {
-                    source: Box::new(self),
-                }
-            }
+            | ShuffleError::Spill { .. } => riffle_planner::PipelineError::Shuffle {
+                source: Box::new(self),
+            },
         }
     }
 }

@@ -71,8 +71,9 @@ impl RunWriter {
 
     /// Appends one batch of encoded records.
     pub fn write(&mut self, records: BinaryArray) -> Result<(), ShuffleError> {
-        let batch = RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(records) as ArrayRef])
-            .map_err(|e| spill_error(&self.path, "building a spill batch", e))?;
+        let batch =
+            RecordBatch::try_new(RECORD_SCHEMA.clone(), vec![Arc::new(records) as ArrayRef])
+                .map_err(|e| spill_error(&self.path, "building a spill batch", e))?;
         self.writer
             .write(&batch)
             .map_err(|e| spill_error(&self.path, "writing a spill run", e))
@@ -106,8 +107,8 @@ impl RunReader {
     /// Opens the run written to `path`.
     pub fn open(path: &Path) -> Result<Self, ShuffleError> {
         let name = path.display().to_string();
-        let file = std::fs::File::open(path)
-            .map_err(|e| spill_error(&name, "opening a spill run", e))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| spill_error(&name, "opening a spill run", e))?;
         let reader = StreamReader::try_new(BufReader::with_capacity(64 << 10, file), None)
             .map_err(|e| spill_error(&name, "reading a spill run", e))?;
         Ok(RunReader { reader, path: name })
@@ -159,7 +160,10 @@ mod tests {
             .unwrap()
             .map(|a| a.unwrap().iter().map(|v| v.unwrap().to_vec()).collect())
             .collect();
-        assert_eq!(back, vec![vec![b"a".to_vec(), b"bc".to_vec()], vec![b"d".to_vec()]]);
+        assert_eq!(
+            back,
+            vec![vec![b"a".to_vec(), b"bc".to_vec()], vec![b"d".to_vec()]]
+        );
     }
 
     #[test]

@@ -304,7 +304,11 @@ fn check_reduce_group_distinct_sort(
 ) -> Result<(), TestCaseError> {
     // Skewed keys: most records share one key.
     let input: Vec<(u8, i32)> = if skew {
-        input.into_iter().enumerate().map(|(i, (k, v))| (if i % 5 == 0 { k } else { 7 }, v)).collect()
+        input
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| (if i % 5 == 0 { k } else { 7 }, v))
+            .collect()
     } else {
         input
     };
@@ -316,8 +320,15 @@ fn check_reduce_group_distinct_sort(
         *sums.entry(*k).or_default() += *v as i64;
         groups.entry(*k).or_default().push(*v);
     }
-    let got = ds.map_values(|v| v as i64).reduce_by_key(|a, b| a + b).collect().unwrap();
-    prop_assert_eq!(sorted(got), sorted(sums.clone().into_iter().collect::<Vec<_>>()));
+    let got = ds
+        .map_values(|v| v as i64)
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    prop_assert_eq!(
+        sorted(got),
+        sorted(sums.clone().into_iter().collect::<Vec<_>>())
+    );
     let got = ds
         .aggregate_by_key(0i64, |a, v| a + v as i64, |a, b| a + b)
         .collect()
@@ -330,10 +341,20 @@ fn check_reduce_group_distinct_sort(
 
     let got = ds.distinct().collect().unwrap();
     let expected: HashSet<(u8, i32)> = input.iter().copied().collect();
-    prop_assert_eq!(sorted(got), sorted(expected.into_iter().collect::<Vec<_>>()));
+    prop_assert_eq!(
+        sorted(got),
+        sorted(expected.into_iter().collect::<Vec<_>>())
+    );
 
-    let got = ds.sort_by(|(_, v)| *v, true).map(|(_, v)| v).collect().unwrap();
-    prop_assert_eq!(got, sorted(input.iter().map(|(_, v)| *v).collect::<Vec<_>>()));
+    let got = ds
+        .sort_by(|(_, v)| *v, true)
+        .map(|(_, v)| v)
+        .collect()
+        .unwrap();
+    prop_assert_eq!(
+        got,
+        sorted(input.iter().map(|(_, v)| *v).collect::<Vec<_>>())
+    );
     let got = ds.sort_by_key(false).keys().collect().unwrap();
     let mut expected = sorted(input.iter().map(|(k, _)| *k).collect::<Vec<_>>());
     expected.reverse();
@@ -367,7 +388,10 @@ fn check_join(
         }
     }
     prop_assert_eq!(sorted(l.join(&r).collect().unwrap()), sorted(expected));
-    prop_assert_eq!(sorted(l.left_outer_join(&r).collect().unwrap()), sorted(outer));
+    prop_assert_eq!(
+        sorted(l.left_outer_join(&r).collect().unwrap()),
+        sorted(outer)
+    );
     Ok(())
 }
 

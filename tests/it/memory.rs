@@ -19,7 +19,10 @@ impl Cgroup {
         if let Err(e) = std::fs::create_dir_all(&path)
             .and_then(|()| std::fs::write(path.join("memory.limit_in_bytes"), bytes.to_string()))
         {
-            eprintln!("skipped: no cgroup v1 memory controller here ({}: {e})", path.display());
+            eprintln!(
+                "skipped: no cgroup v1 memory controller here ({}: {e})",
+                path.display()
+            );
             let _ = std::fs::remove_dir(&path);
             return None;
         }
@@ -86,10 +89,22 @@ fn wide_operations_spill_under_a_memory_limit_instead_of_dying() {
     let spill_dir = tempfile::tempdir().unwrap();
     let spill = spill_dir.path().to_str().unwrap();
     let jobs: [(&[&str], String); 4] = [
-        (&["words", "3000000"], "words: keys=3000000 checksum=8999997000000".into()),
-        (&["sort", "3000000"], "sort: records=3000000 ordered=true".into()),
-        (&["join", "2000000"], "join: pairs=2000000 checksum=127999936000000".into()),
-        (&["sql-group", "3000000"], "sql-group: groups=3000000 rows=6000000".into()),
+        (
+            &["words", "3000000"],
+            "words: keys=3000000 checksum=8999997000000".into(),
+        ),
+        (
+            &["sort", "3000000"],
+            "sort: records=3000000 ordered=true".into(),
+        ),
+        (
+            &["join", "2000000"],
+            "join: pairs=2000000 checksum=127999936000000".into(),
+        ),
+        (
+            &["sql-group", "3000000"],
+            "sql-group: groups=3000000 rows=6000000".into(),
+        ),
     ];
     for (job, expected) in &jobs {
         let Some(cgroup) = Cgroup::new(job[0], 400 << 20) else {
@@ -97,13 +112,22 @@ fn wide_operations_spill_under_a_memory_limit_instead_of_dying() {
         };
         let out = cgroup.run_spill(
             job,
-            &[("RIFFLE_EXECUTOR_MEMORY", "48m"), ("RIFFLE_SPILL_DIR", spill)],
+            &[
+                ("RIFFLE_EXECUTOR_MEMORY", "48m"),
+                ("RIFFLE_SPILL_DIR", spill),
+            ],
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{job:?} failed under the limit: {stderr}");
+        assert!(
+            out.status.success(),
+            "{job:?} failed under the limit: {stderr}"
+        );
         assert_eq!(stdout.trim(), expected, "{job:?}");
-        assert!(stderr.contains("spilled: "), "{job:?} did not spill: {stderr}");
+        assert!(
+            stderr.contains("spilled: "),
+            "{job:?} did not spill: {stderr}"
+        );
         assert_eq!(cgroup.oom_kills(), 0, "{job:?}");
         assert_eq!(files_under(spill_dir.path()), Vec::<PathBuf>::new());
     }
@@ -116,7 +140,10 @@ fn wide_operations_spill_under_a_memory_limit_instead_of_dying() {
         &[("RIFFLE_EXECUTOR_MEMORY", "unlimited")],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the negative control passed: {stderr}");
+    assert!(
+        !out.status.success(),
+        "the negative control passed: {stderr}"
+    );
     assert!(cgroup.oom_kills() > 0, "{stderr}");
 }
 

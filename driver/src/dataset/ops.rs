@@ -543,10 +543,7 @@ pub(crate) fn range_writer_factory<K: Data + Ord, V: Data>(bytes: &[u8]) -> Buil
 /// Decodes the records of a batch iterator, each with the size of its
 /// encoding (what the spilling operators account); a decoding error is
 /// recorded in the task context and ends the iteration.
-pub(crate) fn sized_records<T: Data>(
-    batches: BatchIter,
-    ctx: &TaskContext,
-) -> BoxIter<(T, usize)> {
+pub(crate) fn sized_records<T: Data>(batches: BatchIter, ctx: &TaskContext) -> BoxIter<(T, usize)> {
     let ctx = ctx.clone();
     Box::new(batches.flat_map(move |array| {
         let ctx = ctx.clone();

@@ -280,7 +280,8 @@ impl<T: DeserializeOwned> RunCursor<T> {
 
 /// Where the merge takes records from.
 enum Source<T> {
-    Run(RunCursor<T>),
+    /// Boxed: a reader's buffers dwarf an iterator.
+    Run(Box<RunCursor<T>>),
     Memory(std::vec::IntoIter<T>),
 }
 
@@ -345,10 +346,10 @@ impl<T: DeserializeOwned, O: Order<T>> Merge<T, O> {
                 operator: "reading a spill run".into(),
                 source: Box::new(e),
             })?;
-            sources.push(Source::Run(RunCursor {
+            sources.push(Source::Run(Box::new(RunCursor {
                 reader,
                 batch: Vec::new().into_iter(),
-            }));
+            })));
         }
         sources.push(Source::Memory(last.into_iter()));
         let mut merge = Merge {
@@ -509,15 +510,27 @@ mod tests {
         assert_eq!(merged, expected);
         assert!(ctx.take_error().is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert!(ctx.counters.spill_count.load(std::sync::atomic::Ordering::Relaxed) >= 200);
+        assert!(
+            ctx.counters
+                .spill_count
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 200
+        );
     }
 
     #[test]
     fn hash_groups_combine_equal_keys_and_keep_colliding_keys_apart() {
         // Keys 1 and 2 share hash 5.
         let merged: BoxIter<(u64, (u32, u32))> = Box::new(
-            vec![(5, (1, 10)), (5, (2, 20)), (5, (1, 1)), (7, (3, 3)), (9, (4, 4)), (9, (4, 4))]
-                .into_iter(),
+            vec![
+                (5, (1, 10)),
+                (5, (2, 20)),
+                (5, (1, 1)),
+                (7, (3, 3)),
+                (9, (4, 4)),
+                (9, (4, 4)),
+            ]
+            .into_iter(),
         );
         let mut groups: Vec<(u32, u32)> = HashGroups::new(merged, |a, b| a + b).collect();
         groups.sort();
