@@ -26,9 +26,7 @@ use riffle_planner::task::{
     FailureKind, OpIndex, PartitionPlan, StageSink, StageSpec, TaskFailure, TaskMetrics,
     TaskOutput, TaskSpec, TaskStatus,
 };
-use riffle_shuffle::writer::{
-    EncodedMapOutput, MapOutputBuilder, encode_map_output, put_map_output,
-};
+use riffle_shuffle::writer::{EncodedMapOutput, MapOutputBuilder, put_map_output};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -283,21 +281,35 @@ impl PipelineStage {
                 partitions,
             } => match self.op(*writer)? {
                 Op::Write(w) => {
-                    let arrays = w.write(partition, *partitions as usize, ctx)?;
-                    // Encoding is the costly part of a map output; skip it
-                    // when the input was cut short by a kill.
+                    let shuffle_error = |e: riffle_shuffle::ShuffleError| PipelineError::Shuffle {
+                        source: Box::new(e),
+                    };
+                    // Pieces are encoded as they come (they are already
+                    // batches of encoded records, so not re-packed), and the
+                    // encoded output spills if the pool will not hold it.
+                    let mut output = MapOutputBuilder::new(
+                        riffle_shuffle::writer::RECORD_SCHEMA.clone(),
+                        *partitions as usize,
+                        env.shuffle.compression,
+                    )
+                    .map_err(shuffle_error)?
+                    .without_coalescing()
+                    .with_spilling(ctx.memory.clone(), ctx.counters.clone());
+                    w.write(partition, *partitions as usize, ctx, &mut |p, records| {
+                        let batch = arrow_array::RecordBatch::try_new(
+                            riffle_shuffle::writer::RECORD_SCHEMA.clone(),
+                            vec![Arc::new(records) as arrow_array::ArrayRef],
+                        )
+                        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                        output.push(p, batch).map_err(shuffle_error)
+                    })?;
+                    // A kill cut the input short: nothing to finish.
                     if ctx.stop_if_killed() {
                         return Err(PipelineError::Killed);
                     }
-                    let encoded =
-                        encode_map_output(arrays, env.shuffle.compression).map_err(|e| {
-                            PipelineError::Shuffle {
-                                source: Box::new(e),
-                            }
-                        })?;
                     Ok(CpuOutput::Map {
                         shuffle: *shuffle,
-                        encoded,
+                        encoded: output.finish().map_err(shuffle_error)?,
                     })
                 }
                 _ => Err(self.wrong_role(*writer, "shuffle writer")),

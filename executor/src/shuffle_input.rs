@@ -92,7 +92,9 @@ impl<B> Iterator for ShuffleBatches<B> {
             return None;
         }
         if let Some((store, runtime)) = self.pending.take() {
-            let (tx, rx) = mpsc::channel(BLOCKS_IN_FLIGHT);
+            // One fetched block waits here; the rest of what is fetched
+            // ahead is bounded in bytes by the fetch itself.
+            let (tx, rx) = mpsc::channel(1);
             let blocks = self.input.blocks.clone();
             runtime.spawn(async move {
                 let mut stream = std::pin::pin!(fetch_blocks(&store, blocks, BLOCKS_IN_FLIGHT));

@@ -129,7 +129,12 @@ impl SqlStage {
                 let FragmentOutput::Result(encoded) = produced else {
                     return Err(disagree());
                 };
-                Ok(TaskOutput::Result(encoded.to_vec()))
+                let bytes = encoded.to_vec().map_err(|e| {
+                    TaskFailure::from(PipelineError::Shuffle {
+                        source: Box::new(e),
+                    })
+                })?;
+                Ok(TaskOutput::Result(bytes))
             }
         }
     }

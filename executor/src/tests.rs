@@ -65,19 +65,17 @@ impl<T: 'static> ShuffleWriteOp for SlowWriter<T> {
     fn write(
         &self,
         input: Partition,
-        partitions: usize,
+        _partitions: usize,
         _ctx: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError> {
+        _out: &mut riffle_planner::pipeline::MapOutputSink<'_>,
+    ) -> Result<(), PipelineError> {
         for _ in input.into_typed::<T>()? {
             self.progress.items.fetch_add(1, Ordering::SeqCst);
             self.progress.started.store(true, Ordering::SeqCst);
             std::thread::sleep(SLOW_ITEM);
         }
         self.progress.ended.store(true, Ordering::SeqCst);
-        let empty: Vec<&[u8]> = Vec::new();
-        Ok((0..partitions)
-            .map(|_| BinaryArray::from_vec(empty.clone()))
-            .collect())
+        Ok(())
     }
 }
 

@@ -173,16 +173,23 @@ pub trait ReduceOp: Send + Sync {
     -> Result<Partition, PipelineError>;
 }
 
+/// Where a shuffle writer hands its records: `(reduce partition, encoded
+/// records)`, any number of times per partition, in order.
+pub type MapOutputSink<'a> = dyn FnMut(usize, BinaryArray) -> Result<(), PipelineError> + 'a;
+
 /// The map side of a shuffle: splits (and possibly pre-combines) a partition
-/// into one encoded array per reduce partition.
+/// into encoded records per reduce partition.
 pub trait ShuffleWriteOp: Send + Sync {
-    /// Consumes the partition; returns exactly `partitions` arrays.
+    /// Consumes the partition, handing records to `out` in pieces as they
+    /// accumulate (so a map task never holds its whole output decoded);
+    /// reduce partitions are below `partitions`.
     fn write(
         &self,
         input: Partition,
         partitions: usize,
         ctx: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError>;
+        out: &mut MapOutputSink<'_>,
+    ) -> Result<(), PipelineError>;
 }
 
 /// The end of a result stage: turns a partition into the bytes returned to

@@ -18,11 +18,37 @@ pub fn fetch_blocks(
     blocks: Vec<BlockLocation>,
     in_flight: usize,
 ) -> impl Stream<Item = Result<(BlockLocation, Bytes), FetchError>> + Send + 'static {
+    fetch_blocks_within(store, blocks, in_flight, MAX_BYTES_IN_FLIGHT)
+}
+
+/// Bytes of blocks a reader fetches ahead of what it has consumed: Spark's
+/// `spark.reducer.maxSizeInFlight`. A single larger block is still fetched,
+/// alone.
+pub const MAX_BYTES_IN_FLIGHT: u64 = 48 << 20;
+
+/// [`fetch_blocks`] holding at most `max_bytes` of fetched blocks that the
+/// stream has not yielded yet (besides one block larger than that).
+pub fn fetch_blocks_within(
+    store: &ShuffleStore,
+    blocks: Vec<BlockLocation>,
+    in_flight: usize,
+    max_bytes: u64,
+) -> impl Stream<Item = Result<(BlockLocation, Bytes), FetchError>> + Send + 'static {
+    // Permits are KiB, so that any byte budget fits a semaphore.
+    let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize));
     let store = store.store.clone();
     futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
         .map(move |block| {
             let store = store.clone();
+            let budget = budget.clone();
             async move {
+                let units = u32::try_from(block.len.div_ceil(1024))
+                    .unwrap_or(u32::MAX)
+                    .min(total);
+                // Held until the block is yielded; the semaphore is never
+                // closed, so acquiring cannot fail.
+                let permit = budget.acquire_many_owned(units).await.ok();
                 let path = Path::from(block.path.as_str());
                 let range = block.offset..block.offset + block.len;
                 let fetched = store
@@ -30,13 +56,20 @@ pub fn fetch_blocks(
                     .await
                     .map_err(|e| ShuffleError::storage(&path, e))
                     .and_then(|bytes| verify(&block, bytes));
-                match fetched {
+                let result = match fetched {
                     Ok(bytes) => Ok((block, bytes)),
                     Err(source) => Err(FetchError { block, source }),
-                }
+                };
+                (result, permit)
             }
         })
         .buffered(in_flight.max(1))
+        .map(release)
+}
+
+/// A fetched block's result, its place in the byte budget given back.
+fn release<T>((result, _permit): (T, Option<tokio::sync::OwnedSemaphorePermit>)) -> T {
+    result
 }
 
 /// Checks a fetched block's length and CRC-32: a damaged block must fail

@@ -10,7 +10,10 @@ use arrow_select::coalesce::BatchCoalescer;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
+use riffle_planner::memory::{Reservation, SharedMemory, SpillFile};
+use riffle_planner::pipeline::Counters;
 use riffle_planner::task::{BlockInfo, MapStatus};
+use std::io::Write as _;
 use std::sync::{Arc, LazyLock};
 
 /// The schema of every shuffle stream: one column of encoded records.
@@ -22,22 +25,100 @@ pub static RECORD_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     )]))
 });
 
-/// A map output encoded in memory, ready to be stored.
+/// A map output encoded, ready to be stored: in memory, or (when it
+/// outgrew its task's share of memory) partly in a local spill file.
 pub struct EncodedMapOutput {
-    /// The data object's bytes, as a list of chunks (see [`Chunks`]).
-    pub data: PutPayload,
+    /// The data object's pieces, in order.
+    pub parts: Vec<Part>,
     /// Per reduce partition: byte range and rows.
     pub blocks: Vec<BlockInfo>,
+    /// The spill file the [`Part::Spilled`] pieces are in; deleted when
+    /// the output is dropped.
+    pub spill: Option<Box<dyn SpillFile>>,
 }
 
+/// A piece of a data object.
+pub enum Part {
+    /// Bytes in memory.
+    Memory(Bytes),
+    /// `len` bytes at `offset` of the output's spill file.
+    Spilled {
+        /// Where in the file.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+}
+
+/// Bytes read from a spill file at a time while storing.
+const SPILL_READ_BYTES: usize = 4 << 20;
+
 impl EncodedMapOutput {
-    /// The data object's bytes in one contiguous buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.content_length());
-        for chunk in self.data.iter() {
-            out.extend_from_slice(chunk);
+    /// Length of the data object in bytes.
+    pub fn len(&self) -> u64 {
+        self.blocks.iter().map(|b| b.len).sum()
+    }
+
+    /// True when the data object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The data object's bytes in one contiguous buffer (for results that
+    /// go back to the driver, which are never spilled).
+    pub fn to_vec(&self) -> Result<Vec<u8>, ShuffleError> {
+        let mut out = Vec::with_capacity(self.len() as usize);
+        let mut reader = SpillReader::default();
+        for part in &self.parts {
+            match part {
+                Part::Memory(bytes) => out.extend_from_slice(bytes),
+                Part::Spilled { offset, len } => {
+                    let mut at = 0;
+                    while at < *len {
+                        let piece = reader.read(self, offset + at, len - at)?;
+                        at += piece.len() as u64;
+                        out.extend_from_slice(&piece);
+                    }
+                }
+            }
         }
-        out
+        Ok(out)
+    }
+}
+
+/// Reads spilled pieces of a map output back, at most
+/// [`SPILL_READ_BYTES`] at a time, through one open file.
+#[derive(Default)]
+struct SpillReader {
+    file: Option<std::fs::File>,
+}
+
+impl SpillReader {
+    fn read(
+        &mut self,
+        output: &EncodedMapOutput,
+        offset: u64,
+        left: u64,
+    ) -> Result<Bytes, ShuffleError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let spill = output
+            .spill
+            .as_ref()
+            .ok_or_else(|| ShuffleError::encode_message("a spilled map output lost its file"))?;
+        let path = spill.path();
+        let error = |e: std::io::Error| ShuffleError::Spill {
+            path: path.display().to_string(),
+            message: "reading a spilled map output".into(),
+            source: Box::new(e),
+        };
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(path).map_err(error)?),
+        };
+        file.seek(SeekFrom::Start(offset)).map_err(error)?;
+        let mut buf = vec![0; left.min(SPILL_READ_BYTES as u64) as usize];
+        file.read_exact(&mut buf).map_err(error)?;
+        Ok(Bytes::from(buf))
     }
 }
 
@@ -163,13 +244,40 @@ pub struct MapOutputBuilder {
     options: IpcWriteOptions,
     coalesce: bool,
     partitions: Vec<PartitionBuffer>,
+    spill: Option<MapSpill>,
 }
 
 struct PartitionBuffer {
     coalescer: Option<BatchCoalescer>,
     writer: Option<StreamWriter<Chunks>>,
     rows: u64,
+    /// What of this partition's stream went to the spill file, in order.
+    spilled: Vec<(u64, u64)>,
+    /// CRC-32 of the stream so far (spilled bytes included).
+    crc: crc32fast::Hasher,
 }
+
+/// Spilling of a map output that outgrows its task's share of memory, as
+/// Spark's sort-based shuffle writer spills: the encoded bytes of every
+/// partition so far are appended to one local file (each partition's
+/// stream stays in order), and the stored object is put together from the
+/// file and what is left in memory.
+struct MapSpill {
+    memory: SharedMemory,
+    counters: Arc<Counters>,
+    reservation: Box<dyn Reservation>,
+    /// Encoded bytes held in memory after the last batch.
+    held: usize,
+    file: Option<(Box<dyn SpillFile>, Box<dyn std::io::Write + Send>)>,
+    file_len: u64,
+}
+
+/// Bytes a map output's reservation grows by at a time.
+const SPILL_GROW_STEP: usize = 1 << 20;
+
+/// A map output holding less than this does not spill (a file for a few
+/// kilobytes costs more than it saves).
+const MIN_SPILL_BYTES: usize = 1 << 20;
 
 impl MapOutputBuilder {
     /// A builder for `partitions` reduce partitions of `schema`.
@@ -193,6 +301,8 @@ impl MapOutputBuilder {
                 coalescer: None,
                 writer: None,
                 rows: 0,
+                spilled: Vec::new(),
+                crc: crc32fast::Hasher::new(),
             })
             .collect();
         Ok(MapOutputBuilder {
@@ -200,7 +310,103 @@ impl MapOutputBuilder {
             options,
             coalesce,
             partitions,
+            spill: None,
         })
+    }
+
+    /// Accounts the encoded output in `memory`'s pool, and spills it to a
+    /// local file when the pool will not hold more; spilled bytes and
+    /// files are added to `counters`.
+    pub fn with_spilling(mut self, memory: SharedMemory, counters: Arc<Counters>) -> Self {
+        self.spill = Some(MapSpill {
+            reservation: memory.reserve("shuffle write"),
+            memory,
+            counters,
+            held: 0,
+            file: None,
+            file_len: 0,
+        });
+        self
+    }
+
+    /// After a batch was encoded: accounts its bytes and spills everything
+    /// encoded so far if the pool will not hold it.
+    fn account(&mut self) -> Result<(), ShuffleError> {
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        spill.held = self
+            .partitions
+            .iter()
+            .filter_map(|p| p.writer.as_ref().map(|w| w.get_ref().len()))
+            .sum();
+        if spill.memory.force_spill_every().is_some() && spill.held > 0 {
+            // The test setting: every batch goes to disk.
+            return self.spill_all();
+        }
+        let reserved = spill.reservation.size();
+        if spill.held <= reserved {
+            return Ok(());
+        }
+        let want = (spill.held - reserved).max(SPILL_GROW_STEP);
+        if spill.reservation.try_grow(want) || spill.held < MIN_SPILL_BYTES {
+            return Ok(());
+        }
+        self.spill_all()
+    }
+
+    /// Appends every partition's encoded bytes so far to the spill file.
+    fn spill_all(&mut self) -> Result<(), ShuffleError> {
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        if spill.file.is_none() {
+            let file = spill.memory.spill_file().map_err(|e| ShuffleError::Spill {
+                path: "(spill directory)".into(),
+                message: "creating a spill file for a map output".into(),
+                source: e,
+            })?;
+            let out = file.writer().map_err(|e| ShuffleError::Spill {
+                path: file.path().display().to_string(),
+                message: "opening a spill file".into(),
+                source: Box::new(e),
+            })?;
+            spill.file = Some((file, out));
+            Counters::add(&spill.counters.spill_count, 1);
+        }
+        let Some((file, out)) = spill.file.as_mut() else {
+            return Ok(());
+        };
+        let before = spill.file_len;
+        for partition in &mut self.partitions {
+            let Some(writer) = partition.writer.as_mut() else {
+                continue;
+            };
+            let chunks = std::mem::take(writer.get_mut()).into_chunks();
+            let len: usize = chunks.iter().map(Bytes::len).sum();
+            if len == 0 {
+                continue;
+            }
+            for chunk in &chunks {
+                partition.crc.update(chunk);
+                out.write_all(chunk).map_err(|e| ShuffleError::Spill {
+                    path: file.path().display().to_string(),
+                    message: "spilling a map output".into(),
+                    source: Box::new(e),
+                })?;
+            }
+            partition.spilled.push((spill.file_len, len as u64));
+            spill.file_len += len as u64;
+        }
+        out.flush().map_err(|e| ShuffleError::Spill {
+            path: file.path().display().to_string(),
+            message: "spilling a map output".into(),
+            source: Box::new(e),
+        })?;
+        Counters::add(&spill.counters.spilled_bytes, spill.file_len - before);
+        spill.held = 0;
+        spill.reservation.free();
+        Ok(())
     }
 
     /// Writes batches as they come, without re-packing (for batches that
@@ -228,21 +434,23 @@ impl MapOutputBuilder {
         };
         buffer.rows += batch.num_rows() as u64;
         if !self.coalesce {
-            return write_batch(&self.schema, &self.options, &mut buffer.writer, &batch);
+            write_batch(&self.schema, &self.options, &mut buffer.writer, &batch)?;
+        } else {
+            let coalescer = buffer
+                .coalescer
+                .get_or_insert_with(|| BatchCoalescer::new(self.schema.clone(), TARGET_BATCH_ROWS));
+            coalescer.push_batch(batch).map_err(encode_error)?;
+            while let Some(full) = coalescer.next_completed_batch() {
+                write_batch(&self.schema, &self.options, &mut buffer.writer, &full)?;
+            }
         }
-        let coalescer = buffer
-            .coalescer
-            .get_or_insert_with(|| BatchCoalescer::new(self.schema.clone(), TARGET_BATCH_ROWS));
-        coalescer.push_batch(batch).map_err(encode_error)?;
-        while let Some(full) = coalescer.next_completed_batch() {
-            write_batch(&self.schema, &self.options, &mut buffer.writer, &full)?;
-        }
-        Ok(())
+        self.account()
     }
 
     /// Flushes every partition and lays the streams out in one object.
-    pub fn finish(self) -> Result<EncodedMapOutput, ShuffleError> {
+    pub fn finish(mut self) -> Result<EncodedMapOutput, ShuffleError> {
         let mut streams = Vec::with_capacity(self.partitions.len());
+        let spill = self.spill.take();
         for mut buffer in self.partitions {
             if let Some(mut coalescer) = buffer.coalescer.take() {
                 coalescer.finish_buffered_batch().map_err(encode_error)?;
@@ -257,19 +465,22 @@ impl MapOutputBuilder {
                 }
                 None => Chunks::default(),
             };
-            streams.push((chunks, buffer.rows));
+            streams.push((chunks, buffer.rows, buffer.spilled, buffer.crc));
         }
-        // The object is the partitions' chunks one after the other: laid
-        // out without copying a byte.
-        let mut data = Vec::new();
+        // The object is the partitions' chunks one after the other (after
+        // what each spilled): laid out without copying a byte.
+        let mut parts = Vec::new();
         let mut blocks = Vec::with_capacity(streams.len());
         let mut offset = 0u64;
-        for (chunks, rows) in streams {
-            let len = chunks.len() as u64;
-            let chunks = chunks.into_chunks();
-            let mut crc = crc32fast::Hasher::new();
-            for chunk in &chunks {
-                crc.update(chunk);
+        for (chunks, rows, spilled, mut crc) in streams {
+            let mut len = chunks.len() as u64;
+            for (at, n) in spilled {
+                parts.push(Part::Spilled { offset: at, len: n });
+                len += n;
+            }
+            for chunk in chunks.into_chunks() {
+                crc.update(&chunk);
+                parts.push(Part::Memory(chunk));
             }
             blocks.push(BlockInfo {
                 offset,
@@ -278,11 +489,13 @@ impl MapOutputBuilder {
                 checksum: crc.finalize(),
             });
             offset += len;
-            data.extend(chunks);
         }
         Ok(EncodedMapOutput {
-            data: PutPayload::from_iter(data),
+            parts,
             blocks,
+            // The reservation goes back to the pool: what is left in memory
+            // is handed to the store next.
+            spill: spill.and_then(|s| s.file.map(|(file, _)| file)),
         })
     }
 }
@@ -314,11 +527,44 @@ pub async fn put_map_output(
     data_path: Path,
     output: EncodedMapOutput,
 ) -> Result<MapStatus, ShuffleError> {
-    store
-        .store
-        .put(&data_path, output.data)
-        .await
-        .map_err(|e| ShuffleError::storage(&data_path, e))?;
+    if output.spill.is_none() {
+        let data = PutPayload::from_iter(output.parts.iter().filter_map(|p| match p {
+            Part::Memory(bytes) => Some(bytes.clone()),
+            Part::Spilled { .. } => None,
+        }));
+        store
+            .store
+            .put(&data_path, data)
+            .await
+            .map_err(|e| ShuffleError::storage(&data_path, e))?;
+    } else {
+        // Too large to hold: uploaded in parts, read back from the spill
+        // file a piece at a time.
+        let upload = store
+            .store
+            .put_multipart(&data_path)
+            .await
+            .map_err(|e| ShuffleError::storage(&data_path, e))?;
+        let mut writer = object_store::WriteMultipart::new(upload);
+        let mut reader = SpillReader::default();
+        let storage = |e| ShuffleError::storage(&data_path, e);
+        for part in &output.parts {
+            match part {
+                Part::Memory(bytes) => writer.put(bytes.clone()),
+                Part::Spilled { offset, len } => {
+                    let mut at = 0;
+                    while at < *len {
+                        let piece = reader.read(&output, offset + at, len - at)?;
+                        at += piece.len() as u64;
+                        writer.put(piece);
+                        // Holds a few parts, not the whole file.
+                        writer.wait_for_capacity(4).await.map_err(storage)?;
+                    }
+                }
+            }
+        }
+        writer.finish().await.map_err(storage)?;
+    }
     let index_path = ShuffleStore::index_path(&data_path);
     let index = riffle_planner::task::encode(&output.blocks)
         .map_err(|e| ShuffleError::encode("the index", e))?;

@@ -10,8 +10,8 @@ use riffle_planner::PipelineError;
 use riffle_planner::codec::{RecordBuffer, decode_record, encode_into};
 use riffle_planner::function::{FnRef, conjure_zst};
 use riffle_planner::pipeline::{
-    BatchIter, BoxIter, ConcatOp, NarrowOp, Partition, ReduceOp, ResultOp, ShuffleWriteOp,
-    SourceOp, TaskContext,
+    BatchIter, BoxIter, ConcatOp, MapOutputSink, NarrowOp, Partition, ReduceOp, ResultOp,
+    ShuffleWriteOp, SourceOp, TaskContext,
 };
 use rustc_hash::FxHashMap;
 use std::any::Any;
@@ -23,7 +23,6 @@ use super::Data;
 use super::spill::{
     Ascending, Budget, ByHash, Descending, HashGroups, Order, Spiller, entry_bytes, key_hash, sort,
 };
-use arrow_array::BinaryArray;
 
 /// Marks the types an operator works on, without owning any.
 pub(crate) type Types<T> = PhantomData<fn() -> T>;
@@ -242,12 +241,48 @@ pub(crate) fn hash_partition<K: Hash>(key: &K, partitions: usize) -> usize {
     ((mixed >> 32) as usize) % partitions.max(1)
 }
 
-fn buffers(partitions: usize) -> Vec<RecordBuffer> {
-    (0..partitions).map(|_| RecordBuffer::default()).collect()
+/// Encoded bytes a map task buffers for one reduce partition before it
+/// hands them to the map output (which encodes them, and spills if it must).
+const PIECE_BYTES: usize = 64 << 10;
+
+/// A map task's records per reduce partition, handed on in pieces of
+/// about [`PIECE_BYTES`], so what it holds unencoded is bounded by the
+/// number of partitions, not by its input.
+struct Partitioned<'a, 'o> {
+    buffers: Vec<RecordBuffer>,
+    out: &'a mut MapOutputSink<'o>,
 }
 
-fn finish(mut buffers: Vec<RecordBuffer>) -> Vec<BinaryArray> {
-    buffers.iter_mut().map(RecordBuffer::finish).collect()
+impl<'a, 'o> Partitioned<'a, 'o> {
+    fn new(partitions: usize, out: &'a mut MapOutputSink<'o>) -> Self {
+        Partitioned {
+            buffers: (0..partitions).map(|_| RecordBuffer::default()).collect(),
+            out,
+        }
+    }
+
+    #[inline]
+    fn push<T: serde::Serialize>(
+        &mut self,
+        partition: usize,
+        record: &T,
+    ) -> Result<(), PipelineError> {
+        let buffer = &mut self.buffers[partition];
+        buffer.push(record)?;
+        if buffer.bytes() >= PIECE_BYTES {
+            (self.out)(partition, buffer.finish())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), PipelineError> {
+        for (partition, buffer) in self.buffers.iter_mut().enumerate() {
+            if !buffer.is_empty() {
+                (self.out)(partition, buffer.finish())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Hash-partitions `(K, V)` records without combining.
@@ -259,12 +294,13 @@ impl<K: Data + Hash, V: Data> ShuffleWriteOp for HashWriter<K, V> {
         input: Partition,
         partitions: usize,
         _: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError> {
-        let mut out = buffers(partitions);
+        out: &mut MapOutputSink<'_>,
+    ) -> Result<(), PipelineError> {
+        let mut out = Partitioned::new(partitions, out);
         for record in input.into_typed::<(K, V)>()? {
-            out[hash_partition(&record.0, partitions)].push(&record)?;
+            out.push(hash_partition(&record.0, partitions), &record)?;
         }
-        Ok(finish(out))
+        out.finish()
     }
 }
 
@@ -284,8 +320,9 @@ impl<T: Data> ShuffleWriteOp for RoundRobinWriter<T> {
         input: Partition,
         partitions: usize,
         _: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError> {
-        let mut out = buffers(partitions);
+        out: &mut MapOutputSink<'_>,
+    ) -> Result<(), PipelineError> {
+        let mut out = Partitioned::new(partitions, out);
         let mut next: Option<usize> = None;
         let mut scratch = Vec::new();
         for record in input.into_typed::<T>()? {
@@ -294,10 +331,10 @@ impl<T: Data> ShuffleWriteOp for RoundRobinWriter<T> {
                 let _ = encode_into(&record, &mut scratch);
                 hash_partition(&scratch, partitions)
             });
-            out[p].push(&record)?;
+            out.push(p, &record)?;
             next = Some((p + 1) % partitions);
         }
-        Ok(finish(out))
+        out.finish()
     }
 }
 
@@ -407,8 +444,9 @@ where
         input: Partition,
         partitions: usize,
         _: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError> {
-        let mut out = buffers(partitions);
+        out: &mut MapOutputSink<'_>,
+    ) -> Result<(), PipelineError> {
+        let mut out = Partitioned::new(partitions, out);
         let mut table: FxHashMap<K, Option<C>> =
             FxHashMap::with_capacity_and_hasher(COMBINE_TABLE_ENTRIES, Default::default());
         for (k, v) in input.into_typed::<(K, V)>()? {
@@ -424,7 +462,7 @@ where
             }
         }
         flush(&mut table, &mut out, partitions)?;
-        Ok(finish(out))
+        out.finish()
     }
 }
 
@@ -463,13 +501,13 @@ const COMBINE_TABLE_ENTRIES: usize = 1 << 16;
 
 fn flush<K: Data + Hash, C: Data>(
     table: &mut FxHashMap<K, Option<C>>,
-    out: &mut [RecordBuffer],
+    out: &mut Partitioned<'_, '_>,
     partitions: usize,
 ) -> Result<(), PipelineError> {
     for (k, c) in table.drain() {
         if let Some(c) = c {
             let p = hash_partition(&k, partitions);
-            out[p].push(&(k, c))?;
+            out.push(p, &(k, c))?;
         }
     }
     Ok(())
@@ -503,8 +541,9 @@ impl<K: Data + Ord, V: Data> ShuffleWriteOp for RangeWriter<K, V> {
         input: Partition,
         partitions: usize,
         _: &TaskContext,
-    ) -> Result<Vec<BinaryArray>, PipelineError> {
-        let mut out = buffers(partitions);
+        out: &mut MapOutputSink<'_>,
+    ) -> Result<(), PipelineError> {
+        let mut out = Partitioned::new(partitions, out);
         for record in input.into_typed::<(K, V)>()? {
             let p = self
                 .bounds
@@ -515,9 +554,9 @@ impl<K: Data + Ord, V: Data> ShuffleWriteOp for RangeWriter<K, V> {
             } else {
                 partitions - 1 - p
             };
-            out[p].push(&record)?;
+            out.push(p, &record)?;
         }
-        Ok(finish(out))
+        out.finish()
     }
 }
 
