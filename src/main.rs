@@ -53,6 +53,11 @@ enum Command {
         /// Task slots (default: one per core).
         #[arg(long)]
         cores: Option<usize>,
+        /// Memory pool of the executor's tasks (`512m`, `2g`, bytes or
+        /// `unlimited`; default 60% of the process's cgroup or machine
+        /// memory). Operators over their share spill to disk.
+        #[arg(long)]
+        memory: Option<String>,
         /// Shuffle store URL, overriding the one the driver announces.
         #[arg(long)]
         shuffle_store: Option<String>,
@@ -169,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executor {
             driver,
             cores,
+            memory,
             shuffle_store,
             bind,
             advertise,
@@ -176,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut args = vec!["--driver".to_string(), driver, "--bind".into(), bind];
             if let Some(c) = cores {
                 args.extend(["--cores".to_string(), c.to_string()]);
+            }
+            if let Some(m) = memory {
+                args.extend(["--memory".to_string(), m]);
             }
             if let Some(s) = shuffle_store {
                 args.extend(["--shuffle-store".to_string(), s]);

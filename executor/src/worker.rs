@@ -601,4 +601,27 @@ mod tests {
             WorkerConfig::parse(&args(&["--driver", "x", "--bogus", "1"]), |_| None).unwrap_err();
         assert!(err.contains("--bogus"), "{err}");
     }
+
+    #[test]
+    fn memory_flag_wins_over_the_variable_and_bad_sizes_name_the_flag() {
+        use crate::memory::PoolSize;
+        let env = |name: &str| match name {
+            "RIFFLE_EXECUTOR_MEMORY" => Some("2g".to_string()),
+            "RIFFLE_FORCE_SPILL_EVERY" => Some("5".to_string()),
+            _ => None,
+        };
+        let c = WorkerConfig::parse(&args(&["--driver", "x"]), env).unwrap();
+        assert_eq!(c.memory.pool, PoolSize::Bytes(2 << 30));
+        assert_eq!(c.memory.force_spill_every, Some(5));
+        let c = WorkerConfig::parse(&args(&["--driver", "x", "--memory", "512m"]), env).unwrap();
+        assert_eq!(c.memory.pool, PoolSize::Bytes(512 << 20));
+        let err =
+            WorkerConfig::parse(&args(&["--driver", "x", "--memory", "lots"]), env).unwrap_err();
+        assert!(err.contains("--memory") && err.contains("lots"), "{err}");
+        let err = WorkerConfig::parse(&args(&["--driver", "x"]), |n| {
+            (n == "RIFFLE_EXECUTOR_MEMORY").then(|| "12q".to_string())
+        })
+        .unwrap_err();
+        assert!(err.contains("RIFFLE_EXECUTOR_MEMORY"), "{err}");
+    }
 }
