@@ -52,7 +52,7 @@ for job in words sort sql-group; do
   read -r lim_s lim_kb < <(run "$job-limited" sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$exe" --master 'local[2]' "$job" "$n")
   oom=$(( $(awk '/^oom_kill /{print $2}' "$cg/memory.oom_control") - oom_before ))
   cmp -s "$tmp/$job-free" "$tmp/$job-limited" || { echo "$job: answers differ"; diff "$tmp/$job-free" "$tmp/$job-limited"; exit 1; }
-  spilled=$(grep -o 'spilled: [0-9]* bytes' "$tmp/$job-limited.err" | awk '{print $2}')
+  spilled=$(grep -o 'spilled: [0-9]* bytes' "$tmp/$job-limited.err" | awk '{print $2}' || true)
   line="$(cat "$tmp/$job-free")"
   printf "%-9s %s\n" "$job" "$line"
   awk -v j="$job" -v fs="$free_s" -v fk="$free_kb" -v ls="$lim_s" -v lk="$lim_kb" -v sp="${spilled:-0}" -v lim="$limit_mib" -v oom="$oom" 'BEGIN {

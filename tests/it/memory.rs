@@ -181,3 +181,56 @@ fn a_failed_task_leaves_no_spill_file() {
     assert!(ctx.last_job().spill_count > 0);
     assert_eq!(files_under(spill_dir.path()), Vec::<PathBuf>::new());
 }
+
+/// A row of the SQL join test's tables.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Keyed {
+    k: i64,
+    pad: String,
+}
+
+/// SQL draws from the same pool: a sort and an aggregation over more than
+/// it holds spill (and give the unconstrained answer); a hash join whose
+/// build side cannot fit fails with an error naming the setting, never an
+/// out-of-memory kill.
+#[test]
+fn sql_spills_or_names_the_memory_setting() {
+    let spill_dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .master("local[2]")
+        .executor_memory(4 << 20)
+        .spill(Some(spill_dir.path().to_path_buf()), None)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let rows = |n: i64| {
+        ctx.parallelize((0..n).collect(), 4).map(|k| Keyed {
+            k,
+            pad: format!("{k:0>60}"),
+        })
+    };
+    ctx.register_dataset("a", &rows(200_000)).unwrap();
+    ctx.register_dataset("b", &rows(200_000)).unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT count(*) AS n, sum(c) AS s FROM \
+             (SELECT pad, count(*) AS c FROM a GROUP BY pad ORDER BY pad DESC)",
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+    let text = riffle::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("200000"), "{text}");
+    assert!(ctx.last_job().spill_count > 0, "{}", ctx.last_job());
+
+    let err = ctx
+        .sql("SELECT count(*) FROM a JOIN b ON a.pad = b.pad")
+        .unwrap()
+        .collect()
+        .unwrap_err();
+    let message = riffle::report(&err);
+    assert!(message.contains("RIFFLE_EXECUTOR_MEMORY"), "{message}");
+    assert_eq!(files_under(spill_dir.path()), Vec::<PathBuf>::new());
+}
