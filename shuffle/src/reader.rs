@@ -21,10 +21,11 @@ pub fn fetch_blocks(
     fetch_blocks_within(store, blocks, in_flight, MAX_BYTES_IN_FLIGHT)
 }
 
-/// Bytes of blocks a reader fetches ahead of what it has consumed: Spark's
-/// `spark.reducer.maxSizeInFlight`. A single larger block is still fetched,
-/// alone.
-pub const MAX_BYTES_IN_FLIGHT: u64 = 48 << 20;
+/// Bytes of blocks a reader fetches ahead of what it has consumed (Spark's
+/// `spark.reducer.maxSizeInFlight`, 48 MiB there; smaller here, since it
+/// is outside the memory pool, per running task). A single larger block is
+/// still fetched, alone.
+pub const MAX_BYTES_IN_FLIGHT: u64 = 16 << 20;
 
 /// [`fetch_blocks`] holding at most `max_bytes` of fetched blocks that the
 /// stream has not yielded yet (besides one block larger than that).

@@ -142,6 +142,12 @@ pub struct Chunks {
 }
 
 impl Chunks {
+    /// Bytes allocated: the full chunks plus the capacity of the one being
+    /// filled (which is what a memory budget must count).
+    pub fn allocated(&self) -> usize {
+        self.len - self.current.len() + self.current.capacity()
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.len
@@ -338,7 +344,7 @@ impl MapOutputBuilder {
         spill.held = self
             .partitions
             .iter()
-            .filter_map(|p| p.writer.as_ref().map(|w| w.get_ref().len()))
+            .filter_map(|p| p.writer.as_ref().map(|w| w.get_ref().allocated()))
             .sum();
         if spill.memory.force_spill_every().is_some() && spill.held > 0 {
             // The test setting: every batch goes to disk.

@@ -234,3 +234,54 @@ fn sql_spills_or_names_the_memory_setting() {
     assert!(message.contains("RIFFLE_EXECUTOR_MEMORY"), "{message}");
     assert_eq!(files_under(spill_dir.path()), Vec::<PathBuf>::new());
 }
+
+/// A job cancelled while its reduce tasks merge spilled runs leaves no
+/// spill file: the killed tasks' merges stop at their next record and
+/// their runs are deleted.
+#[test]
+fn a_cancelled_job_leaves_no_spill_file() {
+    let spill_dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .master("local[2]")
+        .spill(Some(spill_dir.path().to_path_buf()), None)
+        .force_spill_every(10)
+        .build()
+        .unwrap();
+    let mut events = ctx.subscribe_events();
+    let handle = ctx
+        .parallelize((0..20_000u32).map(|i| (i % 3000, i)).collect(), 2)
+        .group_by_key()
+        .map(|(k, vs)| {
+            // Slow, so the merge is still going when the job is cancelled.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            (k, vs.len())
+        })
+        .count_async();
+    // Cancel once a reduce task has started (its runs are on disk by then).
+    let started = std::time::Instant::now();
+    let mut reduce_started = false;
+    while !reduce_started && started.elapsed() < std::time::Duration::from_secs(30) {
+        match events.try_recv() {
+            Ok(riffle::SchedulerEvent::TaskStarted { task, .. }) if task.stage.0 > 0 => {
+                reduce_started = true;
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    assert!(reduce_started, "no reduce task started");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !files_under(spill_dir.path()).is_empty(),
+        "nothing spilled yet"
+    );
+    handle.cancel();
+    let err = handle.wait().unwrap_err();
+    assert!(err.to_string().contains("cancel"), "{err}");
+    // The killed tasks' CPU side ends at its next record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !files_under(spill_dir.path()).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(files_under(spill_dir.path()), Vec::<PathBuf>::new());
+}

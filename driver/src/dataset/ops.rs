@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use super::Data;
 use super::spill::{
-    Ascending, Budget, ByHash, Descending, HashGroups, Order, Spiller, entry_bytes, key_hash, sort,
+    Ascending, Budget, ByHash, Descending, HashGroups, Order, Spiller, buffer_push, drain_by_hash,
+    heap_bytes, key_hash, make_room, sort, spill_table,
 };
 
 /// Marks the types an operator works on, without owning any.
@@ -641,13 +642,6 @@ pub(crate) fn pass_reducer_factory<T: Data>(_: &[u8]) -> Built {
     Ok(Box::new(op))
 }
 
-/// Drains a hash table into a run in [`ByHash`] order.
-fn drain_by_hash<K: Hash, X>(table: &mut FxHashMap<K, X>) -> Vec<(u64, (K, X))> {
-    let mut run: Vec<(u64, (K, X))> = table.drain().map(|(k, x)| (key_hash(&k), (k, x))).collect();
-    sort::<_, ByHash>(&mut run);
-    run
-}
-
 /// Merges pre-combined values per key (`reduce_by_key`, `aggregate_by_key`,
 /// `fold_by_key`, `distinct`). The table spills in hash order when the
 /// executor's pool says no; the merge combines equal keys across runs.
@@ -674,10 +668,10 @@ where
         let mut spiller = Spiller::new(ctx, OPERATOR);
         let combiner = &self.combiner;
         for ((k, c), bytes) in sized_records::<(K, C)>(single_input(inputs)?, ctx) {
+            make_room(&mut table, &k, &mut budget, &mut spiller)?;
             let new = upsert(&mut table, k, c, |c| c, |a, c| combiner.merge(a, c));
-            if new && budget.add(entry_bytes::<(K, Option<C>)>(bytes)) {
-                spiller.spill(drain_by_hash(&mut table))?;
-                budget.reset();
+            if new && budget.add(heap_bytes(bytes)) {
+                spill_table(&mut table, &mut budget, &mut spiller)?;
             }
         }
         if !spiller.spilled() {
@@ -720,19 +714,12 @@ fn group_into<K: Data + Hash + Eq, V: Data>(
     spiller: &mut Spiller,
 ) -> Result<(), PipelineError> {
     for ((k, v), bytes) in records {
-        let held = match table.entry(k) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                e.get_mut().push(v);
-                bytes + size_of::<V>()
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(vec![v]);
-                entry_bytes::<(K, Vec<V>)>(bytes)
-            }
-        };
+        make_room(table, &k, budget, spiller)?;
+        // A key's values are a vector that doubles as it grows.
+        let held = heap_bytes(bytes) + 2 * size_of::<V>();
+        table.entry(k).or_default().push(v);
         if budget.add(held) {
-            spiller.spill(drain_by_hash(table))?;
-            budget.reset();
+            spill_table(table, budget, spiller)?;
         }
     }
     Ok(())
@@ -852,12 +839,14 @@ where
         let mut left_runs = Spiller::new(ctx, OPERATOR);
         let mut buffer: Vec<(u64, (K, V))> = Vec::new();
         for ((k, v), bytes) in left {
-            buffer.push((key_hash(&k), (k, v)));
-            if budget.add(entry_bytes::<(u64, (K, V))>(bytes)) {
-                sort::<_, ByHash>(&mut buffer);
-                left_runs.spill(buffer.drain(..))?;
-                budget.reset();
-            }
+            let record = (key_hash(&k), (k, v));
+            buffer_push::<_, ByHash>(
+                &mut buffer,
+                record,
+                heap_bytes(bytes),
+                &mut budget,
+                &mut left_runs,
+            )?;
         }
         sort::<_, ByHash>(&mut buffer);
         let left = left_runs.merge::<_, ByHash>(buffer, Some(budget))?;
@@ -962,12 +951,13 @@ impl<K: Data + Ord, V: Data> SortReducer<K, V> {
         let mut spiller = Spiller::new(ctx, OPERATOR);
         let mut buffer: Vec<(K, V)> = Vec::new();
         for (record, bytes) in input {
-            buffer.push(record);
-            if budget.add(entry_bytes::<(K, V)>(bytes)) {
-                sort::<_, O>(&mut buffer);
-                spiller.spill(buffer.drain(..))?;
-                budget.reset();
-            }
+            buffer_push::<_, O>(
+                &mut buffer,
+                record,
+                heap_bytes(bytes),
+                &mut budget,
+                &mut spiller,
+            )?;
         }
         sort::<_, O>(&mut buffer);
         if !spiller.spilled() {

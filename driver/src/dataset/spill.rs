@@ -33,6 +33,7 @@ use riffle_planner::codec::{RecordBuffer, decode_record};
 use riffle_planner::memory::{Reservation, SpillFile};
 use riffle_planner::pipeline::{BoxIter, Counters, TaskContext};
 use riffle_shuffle::spill::{RunReader, RunWriter};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cmp::Ordering;
@@ -68,17 +69,32 @@ pub(crate) fn key_hash<K: Hash>(key: &K) -> u64 {
     h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Estimated bytes of one buffered entry of type `E` whose record took
-/// `encoded` bytes: the encoding stands for its heap data, plus the entry
-/// itself and a container's slack.
-pub(crate) fn entry_bytes<E>(encoded: usize) -> usize {
-    encoded + size_of::<E>() + 16
+/// Estimated heap bytes of one record's data, whose encoding took
+/// `encoded` bytes: the encoding stands for its strings and vectors, plus
+/// the allocator's overhead. (A record with no heap data is
+/// overestimated, which only makes it spill earlier.)
+pub(crate) fn heap_bytes(encoded: usize) -> usize {
+    encoded + 16
 }
 
-/// One operator's share of the executor's memory.
+/// Bytes a hash table able to hold `capacity` entries of type `E`
+/// allocates: hashbrown's buckets are a power of two at most 7/8 full, with
+/// a control byte each.
+pub(crate) fn table_bytes<E>(capacity: usize) -> usize {
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (size_of::<E>() + 1)
+}
+
+/// One operator's share of the executor's memory: its containers'
+/// allocations plus its records' heap data.
 pub(crate) struct Budget {
     reservation: Box<dyn Reservation>,
-    used: usize,
+    heap: usize,
+    container: usize,
     records: usize,
     force_every: Option<usize>,
 }
@@ -88,34 +104,144 @@ impl Budget {
     pub(crate) fn new(ctx: &TaskContext, operator: &str) -> Self {
         Budget {
             reservation: ctx.memory.reserve(operator),
-            used: 0,
+            heap: 0,
+            container: 0,
             records: 0,
             force_every: ctx.memory.force_spill_every(),
         }
     }
 
-    /// Accounts one more record holding `bytes`; true when the operator
-    /// must spill what it holds before going on.
-    pub(crate) fn add(&mut self, bytes: usize) -> bool {
-        self.used += bytes;
+    /// Accounts one more record whose heap data takes `heap` bytes; true
+    /// when the operator must spill what it holds before going on.
+    pub(crate) fn add(&mut self, heap: usize) -> bool {
+        self.heap += heap;
         self.records += 1;
         if self.force_every.is_some_and(|n| self.records >= n) {
             return true;
         }
-        let reserved = self.reservation.size();
-        if self.used <= reserved {
-            return false;
-        }
-        let want = (self.used - reserved).max(GROW_STEP);
-        !self.reservation.try_grow(want) && self.used >= MIN_SPILL_BYTES
+        !self.fits()
     }
 
-    /// After a spill: nothing is held.
+    /// Accounts the operator's container as taking `bytes` (about to grow
+    /// to that); true when it must spill instead of growing.
+    pub(crate) fn container(&mut self, bytes: usize) -> bool {
+        self.container = bytes;
+        !self.fits()
+    }
+
+    /// Whether what is accounted fits the reservation, grown if need be
+    /// (and the pool allows).
+    fn fits(&mut self) -> bool {
+        let used = self.heap + self.container;
+        let reserved = self.reservation.size();
+        if used <= reserved {
+            return true;
+        }
+        let want = (used - reserved).max(GROW_STEP);
+        self.reservation.try_grow(want) || used < MIN_SPILL_BYTES
+    }
+
+    /// After a spill: nothing is held (the containers were dropped).
     pub(crate) fn reset(&mut self) {
-        self.used = 0;
+        self.heap = 0;
+        self.container = 0;
         self.records = 0;
         self.reservation.free();
     }
+}
+
+/// The bytes a hash table of entries `E` is accounted at once it can hold
+/// `capacity`: twice its allocation, since spilling it copies its entries
+/// into a sorted run before the table is freed (and growing it holds the
+/// old buckets while it copies).
+pub(crate) fn hash_table_bytes<E>(capacity: usize) -> usize {
+    2 * table_bytes::<E>(capacity)
+}
+
+/// Before inserting `key` into `table`: if the insert would make the table
+/// grow and the budget will not hold the grown table, spills the table (in
+/// hash order) first, so that it starts over small.
+pub(crate) fn make_room<K, X>(
+    table: &mut FxHashMap<K, X>,
+    key: &K,
+    budget: &mut Budget,
+    spiller: &mut Spiller,
+) -> Result<(), PipelineError>
+where
+    K: Hash + Eq + Serialize,
+    X: Serialize,
+{
+    if table.len() < table.capacity() || table.contains_key(key) {
+        return Ok(());
+    }
+    let grown = hash_table_bytes::<(K, X)>((table.capacity() * 2).max(3));
+    if budget.container(grown) && !table.is_empty() {
+        spill_table(table, budget, spiller)?;
+    }
+    Ok(())
+}
+
+/// Spills `table` as a run in hash order and frees it.
+pub(crate) fn spill_table<K, X>(
+    table: &mut FxHashMap<K, X>,
+    budget: &mut Budget,
+    spiller: &mut Spiller,
+) -> Result<(), PipelineError>
+where
+    K: Hash + Eq + Serialize,
+    X: Serialize,
+{
+    spiller.spill(drain_by_hash(table))?;
+    budget.reset();
+    Ok(())
+}
+
+/// Takes a hash table's entries as a run in [`ByHash`] order; the table
+/// is left empty and its allocation freed.
+pub(crate) fn drain_by_hash<K: Hash, X>(table: &mut FxHashMap<K, X>) -> Vec<(u64, (K, X))> {
+    let mut run: Vec<(u64, (K, X))> = std::mem::take(table)
+        .into_iter()
+        .map(|(k, x)| (key_hash(&k), (k, x)))
+        .collect();
+    run.sort_unstable_by_key(|r| r.0);
+    run
+}
+
+/// Appends `record` (with `heap` bytes of heap data) to a sort buffer,
+/// spilling the buffer, sorted in `O`'s order, when the budget says so.
+/// The buffer is accounted at twice its allocation: growing copies it, and
+/// the stable sort takes half as much again.
+pub(crate) fn buffer_push<T: Serialize, O: Order<T>>(
+    buffer: &mut Vec<T>,
+    record: T,
+    heap: usize,
+    budget: &mut Budget,
+    spiller: &mut Spiller,
+) -> Result<(), PipelineError> {
+    if buffer.len() == buffer.capacity() {
+        let grown = 2 * size_of::<T>() * (buffer.capacity() * 2).max(4);
+        if budget.container(grown) && !buffer.is_empty() {
+            spill_buffer::<T, O>(buffer, budget, spiller)?;
+        }
+    }
+    buffer.push(record);
+    if budget.add(heap) {
+        spill_buffer::<T, O>(buffer, budget, spiller)?;
+    }
+    Ok(())
+}
+
+/// Spills a sort buffer as one sorted run and frees it.
+fn spill_buffer<T: Serialize, O: Order<T>>(
+    buffer: &mut Vec<T>,
+    budget: &mut Budget,
+    spiller: &mut Spiller,
+) -> Result<(), PipelineError> {
+    let mut run = std::mem::take(buffer);
+    sort::<T, O>(&mut run);
+    spiller.spill(run)?;
+    budget.reset();
+    Ok(())
 }
 
 /// How runs are ordered.
