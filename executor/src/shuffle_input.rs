@@ -1,11 +1,15 @@
 //! The reduce side's input: fetched shuffle blocks as batch iterators.
 
 use arrow_array::{BinaryArray, RecordBatch};
-use bytes::Bytes;
 use futures::StreamExt;
 use riffle_planner::pipeline::{Counters, TaskContext};
 use riffle_planner::task::{BlockLocation, ShuffleInput};
-use riffle_shuffle::reader::{decode_batches, decode_block, fetch_blocks};
+
+/// A fetched block, or why it could not be.
+type Fetched = Result<(BlockLocation, bytes::Bytes), FetchError>;
+use riffle_shuffle::reader::{
+    BlockBatches, InFlight, MAX_BYTES_IN_FLIGHT, fetch_blocks_held, record_column,
+};
 use riffle_shuffle::{FetchError, ShuffleError, ShuffleStore};
 use tokio::sync::mpsc;
 
@@ -13,7 +17,11 @@ use tokio::sync::mpsc;
 const BLOCKS_IN_FLIGHT: usize = 8;
 
 /// Decodes one fetched block.
-type BlockDecoder<B> = fn(&str, Bytes) -> Result<Vec<B>, ShuffleError>;
+type BlockDecoder<B> = fn(&str, RecordBatch) -> Result<B, ShuffleError>;
+
+fn whole_batch(_: &str, batch: RecordBatch) -> Result<RecordBatch, ShuffleError> {
+    Ok(batch)
+}
 
 /// Iterates the decoded batches of one reduce partition of one shuffle:
 /// the record arrays of a Dataset shuffle (`B = BinaryArray`) or the
@@ -23,9 +31,11 @@ type BlockDecoder<B> = fn(&str, Bytes) -> Result<Vec<B>, ShuffleError>;
 pub struct ShuffleBatches<B = BinaryArray> {
     input: ShuffleInput,
     pending: Option<(ShuffleStore, tokio::runtime::Handle)>,
-    rx: Option<mpsc::Receiver<Result<(BlockLocation, Bytes), FetchError>>>,
+    rx: Option<mpsc::Receiver<(Fetched, InFlight)>>,
     decode: BlockDecoder<B>,
-    decoded: std::vec::IntoIter<B>,
+    /// The block being decoded, with its share of the in-flight budget
+    /// (given back when the next block is taken).
+    current: Option<(BlockLocation, BlockBatches, InFlight)>,
     ctx: TaskContext,
 }
 
@@ -37,7 +47,7 @@ impl ShuffleBatches<BinaryArray> {
         runtime: tokio::runtime::Handle,
         ctx: TaskContext,
     ) -> Self {
-        ShuffleBatches::with_decoder(input, store, runtime, ctx, decode_block)
+        ShuffleBatches::with_decoder(input, store, runtime, ctx, record_column)
     }
 }
 
@@ -49,7 +59,7 @@ impl ShuffleBatches<RecordBatch> {
         runtime: tokio::runtime::Handle,
         ctx: TaskContext,
     ) -> Self {
-        ShuffleBatches::with_decoder(input, store, runtime, ctx, decode_batches)
+        ShuffleBatches::with_decoder(input, store, runtime, ctx, whole_batch)
     }
 }
 
@@ -66,7 +76,7 @@ impl<B> ShuffleBatches<B> {
             pending: Some((store, runtime)),
             rx: None,
             decode,
-            decoded: Vec::new().into_iter(),
+            current: None,
             ctx,
         }
     }
@@ -88,18 +98,25 @@ impl<B> Iterator for ShuffleBatches<B> {
         if self.ctx.stop_if_killed() {
             self.pending = None;
             self.rx = None;
-            self.decoded = Vec::new().into_iter();
+            self.current = None;
             return None;
         }
         if let Some((store, runtime)) = self.pending.take() {
-            // One fetched block waits here; the rest of what is fetched
-            // ahead is bounded in bytes by the fetch itself.
+            // The channel holds one block; every fetched block keeps its
+            // share of the byte budget until this reader is done with it,
+            // so fetched-but-unread blocks stay within the budget (or are
+            // one block larger than it).
             let (tx, rx) = mpsc::channel(1);
             let blocks = self.input.blocks.clone();
             runtime.spawn(async move {
-                let mut stream = std::pin::pin!(fetch_blocks(&store, blocks, BLOCKS_IN_FLIGHT));
+                let mut stream = std::pin::pin!(fetch_blocks_held(
+                    &store,
+                    blocks,
+                    BLOCKS_IN_FLIGHT,
+                    MAX_BYTES_IN_FLIGHT
+                ));
                 while let Some(item) = stream.next().await {
-                    let failed = item.is_err();
+                    let failed = item.0.is_err();
                     if tx.send(item).await.is_err() || failed {
                         return;
                     }
@@ -108,8 +125,23 @@ impl<B> Iterator for ShuffleBatches<B> {
             self.rx = Some(rx);
         }
         loop {
-            if let Some(array) = self.decoded.next() {
-                return Some(array);
+            if let Some((block, batches, _)) = self.current.as_mut() {
+                match batches.next() {
+                    Some(Ok(batch)) => match (self.decode)(&block.path, batch) {
+                        Ok(item) => return Some(item),
+                        Err(source) => {
+                            let block = block.clone();
+                            self.fail(FetchError { block, source });
+                            return None;
+                        }
+                    },
+                    Some(Err(source)) => {
+                        let block = block.clone();
+                        self.fail(FetchError { block, source });
+                        return None;
+                    }
+                    None => self.current = None,
+                }
             }
             let item = self.rx.as_mut()?.blocking_recv();
             match item {
@@ -117,15 +149,15 @@ impl<B> Iterator for ShuffleBatches<B> {
                     self.rx = None;
                     return None;
                 }
-                Some(Err(e)) => {
+                Some((Err(e), _)) => {
                     self.fail(e);
                     return None;
                 }
-                Some(Ok((block, bytes))) => {
+                Some((Ok((block, bytes)), permit)) => {
                     Counters::add(&self.ctx.counters.bytes_read, bytes.len() as u64);
                     Counters::add(&self.ctx.counters.shuffle_bytes_read, bytes.len() as u64);
-                    match (self.decode)(&block.path, bytes) {
-                        Ok(arrays) => self.decoded = arrays.into_iter(),
+                    match BlockBatches::new(&block.path, bytes) {
+                        Ok(batches) => self.current = Some((block, batches, permit)),
                         Err(source) => {
                             self.fail(FetchError { block, source });
                             return None;

@@ -35,6 +35,21 @@ pub fn fetch_blocks_within(
     in_flight: usize,
     max_bytes: u64,
 ) -> impl Stream<Item = Result<(BlockLocation, Bytes), FetchError>> + Send + 'static {
+    fetch_blocks_held(store, blocks, in_flight, max_bytes).map(release)
+}
+
+/// Its share of a reader's byte budget, held by a fetched block until the
+/// reader lets it go (drops it once it is done with the block).
+pub type InFlight = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// [`fetch_blocks_within`], each block yielded with its share of the
+/// budget, so that blocks the consumer has not finished still count.
+pub fn fetch_blocks_held(
+    store: &ShuffleStore,
+    blocks: Vec<BlockLocation>,
+    in_flight: usize,
+    max_bytes: u64,
+) -> impl Stream<Item = (Result<(BlockLocation, Bytes), FetchError>, InFlight)> + Send + 'static {
     // Permits are KiB, so that any byte budget fits a semaphore.
     let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize));
@@ -65,11 +80,10 @@ pub fn fetch_blocks_within(
             }
         })
         .buffered(in_flight.max(1))
-        .map(release)
 }
 
 /// A fetched block's result, its place in the byte budget given back.
-fn release<T>((result, _permit): (T, Option<tokio::sync::OwnedSemaphorePermit>)) -> T {
+fn release<T>((result, _permit): (T, InFlight)) -> T {
     result
 }
 
@@ -99,33 +113,72 @@ fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
     Ok(bytes)
 }
 
-/// Decodes one block (a complete IPC stream) into record batches.
-pub fn decode_batches(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, ShuffleError> {
-    let corrupt = |e: arrow_schema::ArrowError| ShuffleError::Corrupt {
+/// The record batches of one block (a complete IPC stream), decoded one
+/// at a time as they are asked for, so a large block is held once, encoded.
+pub struct BlockBatches {
+    reader: StreamReader<std::io::Cursor<Bytes>>,
+    path: String,
+}
+
+fn not_ipc(path: &str, e: arrow_schema::ArrowError) -> ShuffleError {
+    ShuffleError::Corrupt {
         path: path.to_string(),
         message: "not a valid Arrow IPC stream".into(),
         source: Some(Box::new(e)),
-    };
-    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(corrupt)?;
-    reader.map(|batch| batch.map_err(corrupt)).collect()
+    }
+}
+
+impl BlockBatches {
+    /// Starts decoding `bytes`, a block of the object at `path`.
+    pub fn new(path: &str, bytes: Bytes) -> Result<Self, ShuffleError> {
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| not_ipc(path, e))?;
+        Ok(BlockBatches {
+            reader,
+            path: path.to_string(),
+        })
+    }
+
+    /// The object the block belongs to.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Iterator for BlockBatches {
+    type Item = Result<RecordBatch, ShuffleError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let path = &self.path;
+        self.reader
+            .next()
+            .map(|batch| batch.map_err(|e| not_ipc(path, e)))
+    }
+}
+
+/// Decodes one block (a complete IPC stream) into record batches.
+pub fn decode_batches(path: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, ShuffleError> {
+    BlockBatches::new(path, bytes)?.collect()
+}
+
+/// The binary record column of a batch of a block of `path`.
+pub fn record_column(path: &str, batch: RecordBatch) -> Result<BinaryArray, ShuffleError> {
+    batch
+        .columns()
+        .first()
+        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+        .cloned()
+        .ok_or_else(|| ShuffleError::Corrupt {
+            path: path.to_string(),
+            message: "block does not hold a binary record column".into(),
+            source: None,
+        })
 }
 
 /// Decodes one block of encoded records into their binary arrays.
 pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, ShuffleError> {
-    decode_batches(path, bytes)?
-        .into_iter()
-        .map(|batch| {
-            batch
-                .columns()
-                .first()
-                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-                .cloned()
-                .ok_or_else(|| ShuffleError::Corrupt {
-                    path: path.to_string(),
-                    message: "block does not hold a binary record column".into(),
-                    source: None,
-                })
-        })
+    BlockBatches::new(path, bytes)?
+        .map(|batch| batch.and_then(|b| record_column(path, b)))
         .collect()
 }
 
