@@ -320,7 +320,8 @@ impl PipelineStage {
                         source: Box::new(e),
                     };
                     let mut output = MapOutputBuilder::new(w.schema(), 1, env.shuffle.compression)
-                        .map_err(shuffle_error)?;
+                        .map_err(shuffle_error)?
+                        .with_spilling(ctx.memory.clone(), ctx.counters.clone());
                     w.write(partition, ctx, &mut |batch| {
                         output.push(0, batch).map_err(shuffle_error)
                     })?;

@@ -110,9 +110,13 @@ impl SqlStage {
                 crate::runner::put_task_file(env, dir, &id, format.extension(), bytes).await
             }
             SqlOutput::Shuffle { shuffle } => {
+                let spill = riffle_sql::engine::SpillTo {
+                    memory: running.ctx.memory.clone(),
+                    counters: running.ctx.counters.clone(),
+                };
                 let produced = self
                     .spawn(env, id, running, async move {
-                        run_fragment(plan, partition, &session).await
+                        run_fragment(plan, partition, &session, Some(spill)).await
                     })
                     .await?;
                 let FragmentOutput::Shuffle(encoded) = produced else {
@@ -123,7 +127,7 @@ impl SqlStage {
             SqlOutput::Result => {
                 let produced = self
                     .spawn(env, id, running, async move {
-                        run_fragment(plan, partition, &session).await
+                        run_fragment(plan, partition, &session, None).await
                     })
                     .await?;
                 let FragmentOutput::Result(encoded) = produced else {

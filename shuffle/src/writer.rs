@@ -271,7 +271,11 @@ struct PartitionBuffer {
 struct MapSpill {
     memory: SharedMemory,
     counters: Arc<Counters>,
-    reservation: Box<dyn Reservation>,
+    /// Registered with the first bytes: a fair pool splits its memory
+    /// between registered reservations, and a map task whose operators
+    /// are still working (an aggregation emits at its end) must not halve
+    /// their share with an empty one.
+    reservation: Option<Box<dyn Reservation>>,
     /// Encoded bytes held in memory after the last batch.
     held: usize,
     file: Option<(Box<dyn SpillFile>, Box<dyn std::io::Write + Send>)>,
@@ -325,7 +329,7 @@ impl MapOutputBuilder {
     /// files are added to `counters`.
     pub fn with_spilling(mut self, memory: SharedMemory, counters: Arc<Counters>) -> Self {
         self.spill = Some(MapSpill {
-            reservation: memory.reserve("shuffle write"),
+            reservation: None,
             memory,
             counters,
             held: 0,
@@ -350,12 +354,15 @@ impl MapOutputBuilder {
             // The test setting: every batch goes to disk.
             return self.spill_all();
         }
-        let reserved = spill.reservation.size();
+        let reservation = spill
+            .reservation
+            .get_or_insert_with(|| spill.memory.reserve("shuffle write"));
+        let reserved = reservation.size();
         if spill.held <= reserved {
             return Ok(());
         }
         let want = (spill.held - reserved).max(SPILL_GROW_STEP);
-        if spill.reservation.try_grow(want) || spill.held < MIN_SPILL_BYTES {
+        if reservation.try_grow(want) || spill.held < MIN_SPILL_BYTES {
             return Ok(());
         }
         self.spill_all()
@@ -411,7 +418,9 @@ impl MapOutputBuilder {
         })?;
         Counters::add(&spill.counters.spilled_bytes, spill.file_len - before);
         spill.held = 0;
-        spill.reservation.free();
+        if let Some(reservation) = spill.reservation.as_mut() {
+            reservation.free();
+        }
         Ok(())
     }
 

@@ -125,6 +125,15 @@ pub fn new_session_with(
     Ok(SessionContext::new_with_state(state))
 }
 
+/// Where a map task's encoded output spills when the executor's pool will
+/// not hold it, and where it counts what it spilled.
+pub struct SpillTo {
+    /// The executor's pool and spill directory.
+    pub memory: riffle_planner::memory::SharedMemory,
+    /// The task's counters.
+    pub counters: Arc<riffle_planner::pipeline::Counters>,
+}
+
 /// What one partition of a fragment produced, encoded as Arrow IPC.
 pub enum FragmentOutput {
     /// A map task: one stream per reduce partition.
@@ -179,6 +188,7 @@ pub async fn run_fragment(
     plan: Arc<dyn ExecutionPlan>,
     partition: usize,
     ctx: &SessionContext,
+    spill: Option<SpillTo>,
 ) -> Result<FragmentOutput> {
     let task_ctx = ctx.task_ctx();
     let encode_error = |e: riffle_shuffle::ShuffleError| DataFusionError::External(Box::new(e));
@@ -193,6 +203,9 @@ pub async fn run_fragment(
         let mut output =
             MapOutputBuilder::new(input.schema(), writer.output_partitions(), compression)
                 .map_err(encode_error)?;
+        if let Some(SpillTo { memory, counters }) = spill {
+            output = output.with_spilling(memory, counters);
+        }
         let mut stream = input.execute(partition, task_ctx)?;
         match writer.partitioning() {
             Partitioning::UnknownPartitioning(_) => {

@@ -2,9 +2,12 @@
 //! sorted runs on local disk, and the k-way merge that reads them back.
 //!
 //! An operator that buffers records (the hash table of `reduce_by_key` or
-//! `group_by_key`, a sort's buffer, a join's sides) accounts each record in
-//! its [`Budget`]: roughly its encoded size plus the container's overhead per
-//! entry, as Spark's `SizeTracker` estimates rather than measures. When the
+//! `group_by_key`, a sort's buffer, a join's sides) accounts what it holds
+//! in its [`Budget`]: each record's heap data (its encoded size plus the
+//! allocator's overhead) and its container's allocation (twice it: growing
+//! and spilling both copy), estimated rather than measured, as Spark's
+//! `SizeTracker` does. A container about to grow asks first ([`make_room`],
+//! [`buffer_push`]). When the
 //! executor's pool will not grow the operator's reservation (or the test
 //! setting `force_spill_every` says so), the operator sorts what it holds
 //! and hands it to its [`Spiller`], which writes it as one run (an Arrow IPC

@@ -27,20 +27,3 @@ pub fn properties(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
         Boundedness::Bounded,
     ))
 }
-
-/// Flattens a stream of batch lists (one per fetched block or file) into a
-/// stream of batches, passing errors through.
-pub(crate) fn flatten<S>(
-    lists: S,
-) -> impl futures::Stream<Item = datafusion::common::Result<arrow_array::RecordBatch>>
-where
-    S: futures::Stream<Item = datafusion::common::Result<Vec<arrow_array::RecordBatch>>>,
-{
-    use futures::StreamExt;
-    lists.flat_map(|list| {
-        futures::stream::iter(match list {
-            Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        })
-    })
-}
