@@ -29,6 +29,7 @@ mod runtime;
 pub mod scheduler;
 pub mod sql;
 mod sql_dataset;
+mod sql_insert;
 pub mod ui;
 
 pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};

@@ -170,7 +170,13 @@ impl SqlFrame {
     /// The query's stages, each checked to reach the executors intact
     /// ([`riffle_sql::codec::check_round_trip`]).
     pub(crate) fn stages(&self) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
-        let plan = self.physical_plan()?;
+        self.stages_of(self.physical_plan()?)
+    }
+
+    fn stages_of(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
         let ctx = self.ctx.clone();
         let stages = riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())
             .map_err(|e| sql_error(&self.statement, e))?;
@@ -194,11 +200,26 @@ impl SqlFrame {
     /// of its batches, and can cancel it or be waited on. Planning errors
     /// come back here, before anything runs.
     pub fn collect_async(&self) -> Result<crate::JobHandle<Vec<RecordBatch>>, DriverError> {
-        let stages = self.stages()?;
-        Ok(crate::jobs::with_job_description(
-            self.statement.trim(),
-            || self.ctx.submit_sql(stages),
-        ))
+        let plan = self.physical_plan()?;
+        let insert = crate::sql_insert::DriverInsert::of(&plan);
+        let stages = match &insert {
+            Some(insert) => self.stages_of(insert.query.clone())?,
+            None => self.stages_of(plan)?,
+        };
+        let job = crate::jobs::with_job_description(self.statement.trim(), || {
+            self.ctx.submit_sql(stages)
+        });
+        let Some(insert) = insert else {
+            return Ok(job);
+        };
+        let task_ctx = self.ctx.sql_session()?.task_ctx();
+        let runtime = self.ctx.inner.runtime.handle().clone();
+        let statement = self.statement.clone();
+        Ok(job.and_then(move |rows| {
+            insert
+                .append(rows, task_ctx, &runtime)
+                .map_err(|e| sql_error(&statement, e))
+        }))
     }
 
     /// Number of result rows.

@@ -176,6 +176,28 @@ impl<R> JobHandle<R> {
         self
     }
 
+    /// The same job, with `then` applied to its result when it succeeds
+    /// (where the handle is polled: keep `then` short, or give it a thread).
+    pub(crate) fn and_then<S>(
+        mut self,
+        then: impl FnOnce(R) -> Result<S, DriverError> + Send + 'static,
+    ) -> JobHandle<S>
+    where
+        R: 'static,
+    {
+        let finish = self.finish.take();
+        JobHandle {
+            job: self.job,
+            scheduler: self.scheduler.clone(),
+            state: std::mem::replace(&mut self.state, HandleState::Ready(None)),
+            finish: Some(Box::new(move |outputs| match finish {
+                Some(finish) => finish(outputs).and_then(then),
+                None => Err(polled_twice()),
+            })),
+            keep_alive: self.keep_alive.take(),
+        }
+    }
+
     /// The job's id (as in events, logs and `Context::cancel_job`).
     pub fn id(&self) -> JobId {
         self.job
