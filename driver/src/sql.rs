@@ -201,6 +201,13 @@ impl SqlFrame {
     /// come back here, before anything runs.
     pub fn collect_async(&self) -> Result<crate::JobHandle<Vec<RecordBatch>>, DriverError> {
         let plan = self.physical_plan()?;
+        if let Some(node) = riffle_sql::stages::driver_only(&plan) {
+            tracing::info!(
+                "runs on the driver, in one process: its {node} cannot be cut into tasks"
+            );
+            let result = self.run_on_driver(plan);
+            return Ok(self.ctx.inner.scheduler().finished(result));
+        }
         let insert = crate::sql_insert::DriverInsert::of(&plan);
         let stages = match &insert {
             Some(insert) => self.stages_of(insert.query.clone())?,
@@ -220,6 +227,18 @@ impl SqlFrame {
                 .append(rows, task_ctx, &runtime)
                 .map_err(|e| sql_error(&statement, e))
         }))
+    }
+
+    /// Runs the whole plan in the driver's own DataFusion session.
+    fn run_on_driver(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>, DriverError> {
+        let task_ctx = self.ctx.sql_session()?.task_ctx();
+        self.ctx
+            .inner
+            .runtime
+            .block_on(riffle_sql::datafusion::physical_plan::collect(
+                plan, task_ctx,
+            ))
+            .map_err(|e| sql_error(&self.statement, e))
     }
 
     /// Number of result rows.

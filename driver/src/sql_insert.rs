@@ -14,7 +14,7 @@ use riffle_sql::datafusion::datasource::file_format::json::JsonSink;
 use riffle_sql::datafusion::datasource::file_format::parquet::ParquetSink;
 use riffle_sql::datafusion::datasource::memory::MemorySourceConfig;
 use riffle_sql::datafusion::datasource::sink::DataSinkExec;
-use riffle_sql::datafusion::error::{DataFusionError, Result};
+use riffle_sql::datafusion::error::Result;
 use riffle_sql::datafusion::execution::TaskContext;
 use riffle_sql::datafusion::physical_plan::ExecutionPlan;
 use std::sync::Arc;
@@ -45,8 +45,8 @@ impl DriverInsert {
 
     /// Appends `rows` (the query's result) to the table; returns the
     /// sink's answer, one batch with the `count` of rows inserted.
-    /// Runs on `runtime` from a thread of its own, so it may be called
-    /// from any context (a `JobHandle` is polled wherever it is awaited).
+    /// Runs on `runtime` from any context (a `JobHandle` is polled
+    /// wherever it is awaited).
     pub(crate) fn append(
         &self,
         rows: Vec<RecordBatch>,
@@ -58,18 +58,9 @@ impl DriverInsert {
             self.write.clone(),
             vec![source],
         )?;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                runtime.block_on(riffle_sql::datafusion::physical_plan::collect(
-                    write, task_ctx,
-                ))
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(DataFusionError::Internal(
-                    "appending to the memory table panicked".into(),
-                ))
-            })
-        })
+        crate::runtime::block_on(
+            runtime,
+            riffle_sql::datafusion::physical_plan::collect(write, task_ctx),
+        )
     }
 }

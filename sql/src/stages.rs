@@ -129,6 +129,19 @@ fn cut(
     Ok(plan)
 }
 
+/// The name of a node in `plan` that cannot be cut into tasks, if any:
+/// a recursive query (`WITH RECURSIVE`) feeds each iteration's output
+/// back into its own input through an in-process work table, so the whole
+/// plan runs in one process, the driver's, as DataFusion runs it.
+pub fn driver_only(plan: &Arc<dyn ExecutionPlan>) -> Option<&'static str> {
+    use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
+    let node: &dyn std::any::Any = plan.as_ref();
+    if node.is::<RecursiveQueryExec>() {
+        return Some("RecursiveQueryExec");
+    }
+    plan.children().into_iter().find_map(driver_only)
+}
+
 /// Whether rerunning a task of `plan` gives the same rows: not when an
 /// expression is volatile (`random()`, `uuid()`), which a recomputed map
 /// output would evaluate anew. (Round-robin exchanges deal a task's input

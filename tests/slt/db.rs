@@ -92,7 +92,13 @@ impl From<DriverError> for SqlError {
     fn from(e: DriverError) -> Self {
         let message = match &e {
             DriverError::Sql { message, .. } => message.clone(),
-            DriverError::TaskFailed { message, .. } => message.clone(),
+            // The executor's message starts with the task it came from,
+            // which Riffle's own text below names too.
+            DriverError::TaskFailed { message, .. } => {
+                let task = regex::Regex::new(r"^job-\d+/stage-\d+/task-\d+ \(attempt \d+\): ")
+                    .expect("a valid pattern");
+                task.replace(message, "").into_owned()
+            }
             other => other.to_string(),
         };
         SqlError(format!("DataFusion error: {message}\n(Riffle: {e})"))

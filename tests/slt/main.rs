@@ -9,7 +9,8 @@
 //! query does not define; by hand in `known_failures.txt`. A failure with no
 //! reason, or a listed failure that now passes, fails the test.
 //!
-//! `SLT_FILES=window,joins` and `SLT_MASTERS=local[2]` narrow a run; the
+//! `SLT_FILES=window,joins` and `SLT_MASTERS='local[2] local-cluster[2,1]'`
+//! narrow a run; the
 //! figures and every failure are written to `<target>/slt/report-*.txt`.
 //! A plain test binary (`harness = false`) because `local-cluster` starts
 //! its executors from this very executable: `main` calls `riffle::init`.
@@ -75,8 +76,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let files = selected("SLT_FILES", FILES);
-    let masters = selected("SLT_MASTERS", MASTERS);
+    let files = selected("SLT_FILES", ',', FILES);
+    let masters = selected("SLT_MASTERS", ' ', MASTERS);
     let mut ok = true;
     let mut seen_known = std::collections::HashSet::new();
     for master in &masters {
@@ -134,9 +135,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn selected(var: &str, all: &[&str]) -> Vec<String> {
+fn selected(var: &str, separator: char, all: &[&str]) -> Vec<String> {
     match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_string()).collect(),
+        Ok(v) if !v.trim().is_empty() => v
+            .split(separator)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_string())
+            .collect(),
         _ => all.iter().map(|s| s.to_string()).collect(),
     }
 }

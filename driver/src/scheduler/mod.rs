@@ -126,6 +126,21 @@ impl Scheduler {
         }
     }
 
+    /// A handle to work done outside the executors (a query the driver
+    /// ran itself): it resolves at once to `result`.
+    pub(crate) fn finished<R: Send + 'static>(
+        &self,
+        result: Result<R, DriverError>,
+    ) -> JobHandle<R> {
+        JobHandle {
+            job: JobId(self.next_job.fetch_add(1, Ordering::Relaxed)),
+            scheduler: self.clone(),
+            state: HandleState::Ready(Some(Ok(Vec::new()))),
+            finish: Some(Box::new(move |_| result)),
+            keep_alive: None,
+        }
+    }
+
     /// Cancels one job, or every active job (`None`).
     pub(crate) fn cancel(&self, job: Option<JobId>) {
         let _ = self.tx.send(Command::Cancel(job));
