@@ -171,22 +171,24 @@ impl SqlFrame {
     /// ([`riffle_sql::codec::check_round_trip`]).
     pub(crate) fn stages(&self) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
         self.stages_of(self.physical_plan()?)
+            .map_err(|e| sql_error(&self.statement, e))
     }
 
     fn stages_of(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-    ) -> Result<Vec<riffle_sql::stages::SqlStage>, DriverError> {
+    ) -> Result<Vec<riffle_sql::stages::SqlStage>, DataFusionError> {
         let ctx = self.ctx.clone();
-        let stages = riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())
-            .map_err(|e| sql_error(&self.statement, e))?;
-        let task_ctx = self.ctx.sql_session()?.task_ctx();
+        let stages = riffle_sql::stages::split(plan, &mut || ctx.next_shuffle_id())?;
+        let task_ctx = self
+            .ctx
+            .sql_session()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .task_ctx();
         for stage in &stages {
             // Dataset tables become shuffle reads when the stage runs.
-            let shipped = crate::sql_dataset::as_shipped(stage.plan.clone())
-                .map_err(|e| sql_error(&self.statement, e))?;
-            riffle_sql::codec::check_round_trip(&shipped, &task_ctx)
-                .map_err(|e| sql_error(&self.statement, e))?;
+            let shipped = crate::sql_dataset::as_shipped(stage.plan.clone())?;
+            riffle_sql::codec::check_round_trip(&shipped, &task_ctx)?;
         }
         Ok(stages)
     }
@@ -201,21 +203,22 @@ impl SqlFrame {
     /// come back here, before anything runs.
     pub fn collect_async(&self) -> Result<crate::JobHandle<Vec<RecordBatch>>, DriverError> {
         let plan = self.physical_plan()?;
-        if let Some(node) = riffle_sql::stages::driver_only(&plan) {
-            tracing::info!(
-                "runs on the driver, in one process: its {node} cannot be cut into tasks"
-            );
-            let result = self.run_on_driver(plan);
-            return Ok(self.ctx.inner.scheduler().finished(result));
-        }
         let insert = crate::sql_insert::DriverInsert::of(&plan);
-        let stages = match &insert {
-            Some(insert) => self.stages_of(insert.query.clone())?,
-            None => self.stages_of(plan)?,
+        let query = match &insert {
+            Some(insert) => insert.query.clone(),
+            None => plan,
         };
-        let job = crate::jobs::with_job_description(self.statement.trim(), || {
-            self.ctx.submit_sql(stages)
-        });
+        let job = match self.placement(&query)? {
+            Placement::Executors(stages) => {
+                crate::jobs::with_job_description(self.statement.trim(), || {
+                    self.ctx.submit_sql(stages)
+                })
+            }
+            Placement::Driver => {
+                let result = self.run_on_driver(query);
+                self.ctx.inner.scheduler().finished(result)
+            }
+        };
         let Some(insert) = insert else {
             return Ok(job);
         };
@@ -227,6 +230,30 @@ impl SqlFrame {
                 .append(rows, task_ctx, &runtime)
                 .map_err(|e| sql_error(&statement, e))
         }))
+    }
+
+    /// Where `plan` runs: cut into stages on the executors, or whole in the
+    /// driver's DataFusion session when it cannot be cut (a recursive
+    /// query) or a fragment cannot be shipped intact (what datafusion-proto
+    /// 55 cannot encode: a window's `FILTER`, `IGNORE NULLS` on `lag`/`lead`,
+    /// reversed window functions, Float16 literals, ...). The driver gives
+    /// the answer DataFusion gives, in one process; a warning says why.
+    fn placement(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<Placement, DriverError> {
+        if let Some(node) = riffle_sql::stages::driver_only(plan) {
+            tracing::info!("query runs on the driver: its {node} cannot be cut into tasks");
+            return Ok(Placement::Driver);
+        }
+        match self.stages_of(plan.clone()) {
+            Ok(stages) => Ok(Placement::Executors(stages)),
+            Err(e) if riffle_sql::codec::is_unshippable(&e) => {
+                tracing::warn!(
+                    "query runs on the driver, in one process: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                );
+                Ok(Placement::Driver)
+            }
+            Err(e) => Err(sql_error(&self.statement, e)),
+        }
     }
 
     /// Runs the whole plan in the driver's own DataFusion session.
@@ -293,6 +320,12 @@ impl SqlFrame {
     pub fn schema(&self) -> arrow_schema::SchemaRef {
         Arc::new(self.frame.schema().as_arrow().clone())
     }
+}
+
+/// Where a query runs (see `SqlFrame::placement`).
+enum Placement {
+    Executors(Vec<riffle_sql::stages::SqlStage>),
+    Driver,
 }
 
 /// What one statement of a script produced.

@@ -201,11 +201,23 @@ pub fn check_round_trip(plan: &Arc<dyn ExecutionPlan>, ctx: &TaskContext) -> Res
         s[start..end].to_string()
     };
     Err(DataFusionError::NotImplemented(format!(
-        "Riffle cannot ship this query's {} node intact to its executors, so it refuses to run it rather than risk a wrong answer: planned `...{}...`, would run `...{}...`",
+        "{REFUSED} {} node intact to its executors, so it refuses to run it there rather than risk a wrong answer: planned `...{}...`, would run `...{}...`",
         original.name(),
         excerpt(&a),
         excerpt(&b)
     )))
+}
+
+const REFUSED: &str = "Riffle cannot ship this query's";
+
+/// Whether `e` says that a fragment cannot reach the executors intact (a
+/// node the codec cannot encode, or one that would decode differently)
+/// rather than that the query is wrong in itself: such a query can still
+/// run whole in one process. Not for streaming tables, which never end.
+pub fn is_unshippable(e: &DataFusionError) -> bool {
+    let text = e.to_string();
+    (text.contains(REFUSED) || text.contains("riffle codec: cannot encode plan node"))
+        && !text.contains("StreamingTableExec")
 }
 
 /// `plan` with every union built as decoding builds it
