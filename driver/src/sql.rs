@@ -245,7 +245,13 @@ impl SqlFrame {
         }
         match self.stages_of(plan.clone()) {
             Ok(stages) => Ok(Placement::Executors(stages)),
-            Err(e) if riffle_sql::codec::is_unshippable(&e) => {
+            Err(e)
+                if riffle_sql::codec::is_unshippable(&e)
+                    && !riffle_sql::datafusion::physical_plan::ExecutionPlanProperties::boundedness(
+                        plan,
+                    )
+                    .is_unbounded() =>
+            {
                 tracing::warn!(
                     "query runs on the driver, in one process: {}",
                     e.to_string().lines().next().unwrap_or_default()

@@ -40,6 +40,8 @@ enum Node {
         schema: Vec<u8>,
         layout: ReaderLayout,
         partitions: Vec<Vec<BlockLocation>>,
+        /// The declared hash partitioning, protobuf-encoded.
+        hash: Option<Vec<u8>>,
     },
     RegexScan {
         files: Vec<String>,
@@ -107,12 +109,24 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 schema,
                 layout,
                 partitions,
-            } => Ok(Arc::new(ShuffleReaderExec::with_blocks(
-                shuffle,
-                schema_from_bytes(&schema)?,
-                layout,
-                partitions,
-            ))),
+                hash,
+            } => {
+                let schema = schema_from_bytes(&schema)?;
+                let hash = match hash {
+                    Some(bytes) => {
+                        let proto =
+                            datafusion_proto::protobuf::Partitioning::decode(bytes.as_slice())
+                                .map_err(|e| error(e.to_string()))?;
+                        let dctx = PhysicalPlanDecodeContext::new(ctx, self);
+                        parse_protobuf_partitioning(Some(&proto), &dctx, &schema, proto_converter)?
+                    }
+                    None => None,
+                };
+                Ok(Arc::new(
+                    ShuffleReaderExec::with_blocks(shuffle, schema, layout, partitions)
+                        .hash_partitioned(hash),
+                ))
+            }
             Node::RegexScan {
                 files,
                 regex,
@@ -146,6 +160,11 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 schema: schema_to_bytes(&r.schema())?,
                 layout: r.layout(),
                 partitions: r.blocks().to_vec(),
+                hash: r
+                    .hash()
+                    .map(|h| serialize_partitioning(h, self, proto_converter))
+                    .transpose()?
+                    .map(|p| p.encode_to_vec()),
             }
         } else if let Some(scan) = node.downcast_ref::<RegexScanExec>() {
             Node::RegexScan {
@@ -213,11 +232,10 @@ const REFUSED: &str = "Riffle cannot ship this query's";
 /// Whether `e` says that a fragment cannot reach the executors intact (a
 /// node the codec cannot encode, or one that would decode differently)
 /// rather than that the query is wrong in itself: such a query can still
-/// run whole in one process. Not for streaming tables, which never end.
+/// run whole in one process (if it ends: see `ExecutionPlan::boundedness`).
 pub fn is_unshippable(e: &DataFusionError) -> bool {
     let text = e.to_string();
-    (text.contains(REFUSED) || text.contains("riffle codec: cannot encode plan node"))
-        && !text.contains("StreamingTableExec")
+    text.contains(REFUSED) || text.contains("riffle codec: cannot encode plan node")
 }
 
 /// `plan` with every union built as decoding builds it

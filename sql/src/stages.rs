@@ -96,12 +96,12 @@ fn cut(
                 repartition.partitioning().clone(),
             )),
         });
-        return Ok(Arc::new(ShuffleReaderExec::unresolved(
-            shuffle,
-            schema,
-            ReaderLayout::ByReducePartition,
-            n,
-        )));
+        let hash = matches!(repartition.partitioning(), Partitioning::Hash(..))
+            .then(|| repartition.partitioning().clone());
+        return Ok(Arc::new(
+            ShuffleReaderExec::unresolved(shuffle, schema, ReaderLayout::ByReducePartition, n)
+                .hash_partitioned(hash),
+        ));
     }
 
     let gathers = plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>();

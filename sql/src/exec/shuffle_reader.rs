@@ -9,7 +9,8 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
 };
 use futures::StreamExt;
 use riffle_planner::ids::ShuffleId;
@@ -37,6 +38,11 @@ pub struct ShuffleReaderExec {
     layout: ReaderLayout,
     /// Blocks of each output partition (empty lists until resolved).
     partitions: Vec<Vec<BlockLocation>>,
+    /// The hash partitioning its shuffle was written with, declared so
+    /// that the plan above keeps what it relied on when the exchange was
+    /// cut out (a union of two aggregates interleaves hash-partitioned
+    /// inputs); `None` for gathers and round-robin exchanges.
+    hash: Option<Partitioning>,
     cache: Arc<PlanProperties>,
 }
 
@@ -64,8 +70,30 @@ impl ShuffleReaderExec {
             schema,
             layout,
             partitions,
+            hash: None,
             cache,
         }
+    }
+
+    /// This reader declaring `hash` (a `Partitioning::Hash` over as many
+    /// partitions as it reads) as its output partitioning; anything else
+    /// leaves it as it was.
+    pub fn hash_partitioned(mut self, hash: Option<Partitioning>) -> Self {
+        if let Some(Partitioning::Hash(_, n)) = &hash
+            && *n == self.partitions.len()
+            && self.layout == ReaderLayout::ByReducePartition
+        {
+            let mut properties = (*self.cache).clone();
+            properties.partitioning = hash.clone().unwrap_or(properties.partitioning);
+            self.cache = Arc::new(properties);
+            self.hash = hash;
+        }
+        self
+    }
+
+    /// The hash partitioning it declares, if any.
+    pub fn hash(&self) -> Option<&Partitioning> {
+        self.hash.as_ref()
     }
 
     /// The shuffle read.
@@ -102,6 +130,7 @@ impl ShuffleReaderExec {
                 .collect(),
         };
         Self::with_blocks(self.shuffle, self.schema.clone(), self.layout, partitions)
+            .hash_partitioned(self.hash.clone())
     }
 }
 
