@@ -239,19 +239,19 @@ impl SqlFrame {
     /// reversed window functions, Float16 literals, ...). The driver gives
     /// the answer DataFusion gives, in one process; a warning says why.
     fn placement(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<Placement, DriverError> {
+        use riffle_sql::datafusion::physical_plan::ExecutionPlanProperties;
+        if plan.boundedness().is_unbounded() {
+            return Err(self.error(
+                "this query reads an unbounded (streaming) source, which never ends: Riffle runs jobs over bounded inputs only (read the files as an ordinary external table)".into(),
+            ));
+        }
         if let Some(node) = riffle_sql::stages::driver_only(plan) {
             tracing::info!("query runs on the driver: its {node} cannot be cut into tasks");
             return Ok(Placement::Driver);
         }
         match self.stages_of(plan.clone()) {
             Ok(stages) => Ok(Placement::Executors(stages)),
-            Err(e)
-                if riffle_sql::codec::is_unshippable(&e)
-                    && !riffle_sql::datafusion::physical_plan::ExecutionPlanProperties::boundedness(
-                        plan,
-                    )
-                    .is_unbounded() =>
-            {
+            Err(e) if riffle_sql::codec::is_unshippable(&e) => {
                 tracing::warn!(
                     "query runs on the driver, in one process: {}",
                     e.to_string().lines().next().unwrap_or_default()
