@@ -121,6 +121,9 @@ pub fn new_session_with(
         // Small join sides are broadcast (CollectLeft, one build per task);
         // joins that cannot be split that way are rewritten.
         .with_physical_optimizer_rules(crate::joins::optimizer_rules())
+        // Where DataFusion itself answers wrongly (`crate::rewrite`).
+        .with_analyzer_rule(Arc::new(crate::rewrite::SetOperationsAll))
+        .with_analyzer_rule(Arc::new(crate::rewrite::NotInSubquery))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -28,6 +28,7 @@ pub mod input_store;
 pub mod java_regex;
 pub mod joins;
 pub mod regex_table;
+pub mod rewrite;
 pub mod stages;
 
 pub use datafusion;

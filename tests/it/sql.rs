@@ -229,8 +229,9 @@ pub(crate) fn hive_cloudfront_report(master: &str, input: &std::path::Path) -> S
 }
 
 /// Queries DataFusion answers in one process and Riffle once failed or
-/// answered wrongly (issue 14), with DataFusion's answers, as `riffle sql
-/// --format csv` prints them.
+/// answered wrongly (issue 14), with the right answers (DataFusion's, or
+/// SQL's where DataFusion 55 is wrong too), as `riffle sql --format csv`
+/// prints them.
 const AS_DATAFUSION_ANSWERS: &[(&str, &str)] = &[
     // datafusion-proto 55 drops these fields; shipped, the queries would
     // answer wrongly, so they run whole on the driver.
@@ -259,7 +260,10 @@ const AS_DATAFUSION_ANSWERS: &[(&str, &str)] = &[
         "k,m\n1,1.5\n",
     ),
     // An empty projection, a recursive query, inserts into a memory table.
-    ("SELECT count(*) AS n FROM generate_series(1, 10)", "n\n10\n"),
+    (
+        "SELECT count(*) AS n FROM generate_series(1, 10)",
+        "n\n10\n",
+    ),
     (
         "WITH RECURSIVE nums(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM nums WHERE n < 3) SELECT n FROM nums ORDER BY n",
         "n\n1\n2\n3\n",
@@ -274,10 +278,40 @@ const AS_DATAFUSION_ANSWERS: &[(&str, &str)] = &[
         "SELECT k, count(*) AS n FROM (VALUES (1),(1),(2)) AS t(k) GROUP BY k UNION ALL SELECT k, count(*) AS n FROM (VALUES (3),(3)) AS u(k) GROUP BY k ORDER BY k",
         "k,n\n1,2\n2,1\n3,2\n",
     ),
+    // DataFusion 55 answers these wrongly in one process too
+    // (`riffle_sql::rewrite`).
+    (
+        "SELECT x FROM (VALUES (1),(1),(1),(2)) AS a(x) INTERSECT ALL SELECT x FROM (VALUES (1),(1),(3)) AS b(x) ORDER BY x",
+        "x\n1\n1\n",
+    ),
+    (
+        "SELECT x FROM (VALUES (1),(1),(1),(2)) AS a(x) EXCEPT ALL SELECT x FROM (VALUES (1),(3)) AS b(x) ORDER BY x",
+        "x\n1\n1\n2\n",
+    ),
+    (
+        "CREATE TABLE t_out(id INT, g INT) AS VALUES (1,1),(2,2); CREATE TABLE t_in(id INT, g INT) AS VALUES (1,1),(NULL,2); SELECT id FROM t_out WHERE 3 NOT IN (SELECT id FROM t_in WHERE t_in.g = t_out.g) ORDER BY id",
+        "id\n1\n",
+    ),
+    (
+        "CREATE TABLE t(id INT, a INT) AS VALUES (1,1),(2,2),(7,5),(8,NULL); CREATE TABLE s(x INT) AS VALUES (1),(NULL); SELECT id FROM t WHERE a NOT IN (SELECT x FROM s) OR id = 7 ORDER BY id",
+        "id\n7\n",
+    ),
+    (
+        "CREATE TABLE t(id INT, a INT) AS VALUES (1,1),(2,2),(7,5),(8,NULL); CREATE TABLE s(x INT) AS VALUES (1),(NULL); SELECT id FROM t WHERE (a NOT IN (SELECT x FROM s)) IS NULL ORDER BY id",
+        "id\n2\n7\n8\n",
+    ),
+    (
+        "CREATE TABLE t(id INT, a INT) AS VALUES (1,1),(2,2),(7,5),(8,NULL); CREATE TABLE s(x INT) AS VALUES (1),(NULL); SELECT id, a NOT IN (SELECT x FROM s) AS v FROM t ORDER BY id",
+        "id,v\n1,false\n2,\n7,\n8,\n",
+    ),
+    (
+        "CREATE TABLE s(x INT) AS VALUES (1),(3); SELECT a, a NOT IN (SELECT x FROM s) AS v FROM (VALUES (1),(2),(NULL)) AS t(a) ORDER BY a",
+        "a,v\n1,false\n2,true\n,\n",
+    ),
 ];
 
 #[test]
-fn queries_answer_as_datafusion_does_on_both_masters() {
+fn queries_give_the_right_answers_on_both_masters() {
     for master in ["local[2]", "local-cluster[2,1]"] {
         for (sql, expected) in AS_DATAFUSION_ANSWERS {
             let run = riffle(&["sql", "--master", master, "--format", "csv", "-e", sql]);
