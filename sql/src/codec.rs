@@ -8,14 +8,20 @@ use crate::exec::{ReaderLayout, ShuffleReaderExec, ShuffleWriterExec};
 use crate::regex_table::RegexScanExec;
 use arrow_schema::{Schema, SchemaRef};
 use datafusion::common::file_options::csv_writer::CsvWriterOptions;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{Constraint, Constraints, DataFusionError, Result};
 use datafusion::datasource::file_format::csv::CsvSink;
 use datafusion::datasource::physical_plan::FileSink;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::{AcrossPartitions, ConstExpr, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_proto::physical_plan::from_proto::parse_protobuf_partitioning;
-use datafusion_proto::physical_plan::to_proto::serialize_partitioning;
+use datafusion_proto::physical_plan::from_proto::{
+    parse_physical_sort_exprs, parse_protobuf_partitioning,
+};
+use datafusion_proto::physical_plan::to_proto::{
+    serialize_partitioning, serialize_physical_sort_exprs,
+};
 use datafusion_proto::physical_plan::{
     PhysicalExtensionCodec, PhysicalPlanDecodeContext, PhysicalProtoConverterExtension,
 };
@@ -28,6 +34,22 @@ use std::sync::Arc;
 /// Encodes and decodes Riffle's physical plan nodes.
 #[derive(Debug, Default, Clone)]
 pub struct RiffleCodec;
+
+/// A shuffle reader's declared equivalences
+/// ([`ShuffleReaderExec::with_equivalences`]), expressions protobuf-encoded.
+#[derive(Serialize, Deserialize, Default)]
+struct Equivalences {
+    /// Classes of expressions known equal (`a = b` below).
+    classes: Vec<Vec<Vec<u8>>>,
+    /// Expressions known constant, with their value across partitions if
+    /// uniform (`None` inside: uniform, value unknown), as a literal.
+    constants: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    /// Orderings every partition satisfies (`PhysicalSortExprNode`s).
+    orderings: Vec<Vec<Vec<u8>>>,
+    /// Keys: column indices, and whether each is a primary key (else
+    /// unique).
+    keys: Vec<(bool, Vec<usize>)>,
+}
 
 #[derive(Serialize, Deserialize)]
 enum Node {
@@ -42,6 +64,8 @@ enum Node {
         partitions: Vec<Vec<BlockLocation>>,
         /// The declared hash partitioning, protobuf-encoded.
         hash: Option<Vec<u8>>,
+        /// What it declares of its rows.
+        equivalences: Equivalences,
     },
     RegexScan {
         files: Vec<String>,
@@ -110,8 +134,11 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 layout,
                 partitions,
                 hash,
+                equivalences,
             } => {
                 let schema = schema_from_bytes(&schema)?;
+                let equivalences =
+                    decode_equivalences(&equivalences, &schema, ctx, self, proto_converter)?;
                 let hash = match hash {
                     Some(bytes) => {
                         let proto =
@@ -124,7 +151,8 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 };
                 Ok(Arc::new(
                     ShuffleReaderExec::with_blocks(shuffle, schema, layout, partitions)
-                        .hash_partitioned(hash),
+                        .hash_partitioned(hash)
+                        .with_equivalences(equivalences),
                 ))
             }
             Node::RegexScan {
@@ -165,6 +193,7 @@ impl PhysicalExtensionCodec for RiffleCodec {
                     .map(|h| serialize_partitioning(h, self, proto_converter))
                     .transpose()?
                     .map(|p| p.encode_to_vec()),
+                equivalences: encode_equivalences(r.equivalences(), self, proto_converter)?,
             }
         } else if let Some(scan) = node.downcast_ref::<RegexScanExec>() {
             Node::RegexScan {
@@ -182,6 +211,129 @@ impl PhysicalExtensionCodec for RiffleCodec {
         buf.extend_from_slice(&bytes);
         Ok(())
     }
+}
+
+fn encode_equivalences(
+    eq: &EquivalenceProperties,
+    codec: &RiffleCodec,
+    converter: &dyn PhysicalProtoConverterExtension,
+) -> Result<Equivalences> {
+    let expr = |e: &Arc<dyn PhysicalExpr>| -> Result<Vec<u8>> {
+        Ok(converter.physical_expr_to_proto(e, codec)?.encode_to_vec())
+    };
+    let classes = eq
+        .eq_group()
+        .iter()
+        .filter(|class| class.len() > 1)
+        .map(|class| class.iter().map(expr).collect::<Result<Vec<_>>>())
+        .collect::<Result<Vec<_>>>()?;
+    let constants = eq
+        .constants()
+        .iter()
+        .map(|c| {
+            let across = match &c.across_partitions {
+                AcrossPartitions::Heterogeneous => None,
+                AcrossPartitions::Uniform(None) => Some(None),
+                AcrossPartitions::Uniform(Some(value)) => {
+                    let literal: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(value.clone()));
+                    Some(Some(expr(&literal)?))
+                }
+            };
+            Ok((expr(&c.expr)?, across))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let orderings = eq
+        .oeq_class()
+        .iter()
+        .map(|ordering| {
+            serialize_physical_sort_exprs(ordering.iter().cloned(), codec, converter)
+                .map(|nodes| nodes.iter().map(|n| n.encode_to_vec()).collect())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keys = eq
+        .constraints()
+        .iter()
+        .map(|c| match c {
+            Constraint::PrimaryKey(columns) => (true, columns.clone()),
+            Constraint::Unique(columns) => (false, columns.clone()),
+        })
+        .collect();
+    Ok(Equivalences {
+        classes,
+        constants,
+        orderings,
+        keys,
+    })
+}
+
+fn decode_equivalences(
+    encoded: &Equivalences,
+    schema: &SchemaRef,
+    ctx: &TaskContext,
+    codec: &RiffleCodec,
+    converter: &dyn PhysicalProtoConverterExtension,
+) -> Result<EquivalenceProperties> {
+    let dctx = PhysicalPlanDecodeContext::new(ctx, codec);
+    let expr = |bytes: &Vec<u8>| -> Result<Arc<dyn PhysicalExpr>> {
+        let node = datafusion_proto::protobuf::PhysicalExprNode::decode(bytes.as_slice())
+            .map_err(|e| error(e.to_string()))?;
+        converter.proto_to_physical_expr(&node, schema, &dctx)
+    };
+    let keys = encoded
+        .keys
+        .iter()
+        .map(|(primary, columns)| match primary {
+            true => Constraint::PrimaryKey(columns.clone()),
+            false => Constraint::Unique(columns.clone()),
+        })
+        .collect();
+    let mut eq = EquivalenceProperties::new(schema.clone())
+        .with_constraints(Constraints::new_unverified(keys));
+    for class in &encoded.classes {
+        let exprs = class.iter().map(expr).collect::<Result<Vec<_>>>()?;
+        if let Some((first, rest)) = exprs.split_first() {
+            for other in rest {
+                eq.add_equal_conditions(first.clone(), other.clone())?;
+            }
+        }
+    }
+    let constants = encoded
+        .constants
+        .iter()
+        .map(|(bytes, across)| {
+            let across = match across {
+                None => AcrossPartitions::Heterogeneous,
+                Some(None) => AcrossPartitions::Uniform(None),
+                Some(Some(literal)) => {
+                    let literal = expr(literal)?;
+                    let value = literal
+                        .downcast_ref::<Literal>()
+                        .ok_or_else(|| error("a constant's value is not a literal"))?
+                        .value()
+                        .clone();
+                    AcrossPartitions::Uniform(Some(value))
+                }
+            };
+            Ok(ConstExpr::new(expr(bytes)?, across))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    eq.add_constants(constants)?;
+    let orderings = encoded
+        .orderings
+        .iter()
+        .map(|ordering| {
+            let nodes = ordering
+                .iter()
+                .map(|b| {
+                    datafusion_proto::protobuf::PhysicalSortExprNode::decode(b.as_slice())
+                        .map_err(|e| error(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            parse_physical_sort_exprs(&nodes, &dctx, schema, converter)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    eq.add_orderings(orderings);
+    Ok(eq)
 }
 
 /// Encodes a fragment.

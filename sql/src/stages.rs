@@ -98,9 +98,13 @@ fn cut(
         });
         let hash = matches!(repartition.partitioning(), Partitioning::Hash(..))
             .then(|| repartition.partitioning().clone());
+        // What the exchange declared of its rows (no ordering, no
+        // per-partition constants) holds of the reader's too.
+        let equivalences = repartition.properties().eq_properties.clone();
         return Ok(Arc::new(
             ShuffleReaderExec::unresolved(shuffle, schema, ReaderLayout::ByReducePartition, n)
-                .hash_partitioned(hash),
+                .hash_partitioned(hash)
+                .with_equivalences(equivalences),
         ));
     }
 
@@ -108,6 +112,9 @@ fn cut(
     if gathers && let Some(input) = plan.children().first().map(|c| (*c).clone()) {
         let m = input.output_partitioning().partition_count();
         if m > 1 {
+            // Reader partition `m` is input partition `m`, in order: what
+            // held of each (orderings, per-partition constants) still holds.
+            let equivalences = input.equivalence_properties().clone();
             let shuffle = next_shuffle();
             let schema = input.schema();
             stages.push(SqlStage {
@@ -117,12 +124,10 @@ fn cut(
                     Partitioning::UnknownPartitioning(1),
                 )),
             });
-            let reader: Arc<dyn ExecutionPlan> = Arc::new(ShuffleReaderExec::unresolved(
-                shuffle,
-                schema,
-                ReaderLayout::PerMapTask,
-                m,
-            ));
+            let reader: Arc<dyn ExecutionPlan> = Arc::new(
+                ShuffleReaderExec::unresolved(shuffle, schema, ReaderLayout::PerMapTask, m)
+                    .with_equivalences(equivalences),
+            );
             return replace_children_if_necessary(plan, vec![reader]);
         }
     }

@@ -226,8 +226,10 @@ fn cell(col: &ArrayRef, row: usize) -> Result<String, SqlError> {
             cell(dict.values(), key)?
         }
         _ => {
-            let mut options = riffle::sql::datafusion::config::FormatOptions::default();
-            options.null = "NULL".into();
+            let options = riffle::sql::datafusion::config::FormatOptions {
+                null: "NULL".into(),
+                ..Default::default()
+            };
             let options: riffle::arrow::util::display::FormatOptions<'_> = (&options)
                 .try_into()
                 .map_err(|e| SqlError(format!("display options: {e}")))?;

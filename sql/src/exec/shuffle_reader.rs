@@ -6,7 +6,7 @@ use arrow_schema::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -91,6 +91,24 @@ impl ShuffleReaderExec {
         self
     }
 
+    /// This reader declaring `equivalences` (over its own schema): what
+    /// holds of the rows it delivers, such as columns a filter below made
+    /// constant (`WHERE a = 1`), which the plan above may have been
+    /// optimized to rely on (a window partitioned by `a` needs no sort).
+    /// The caller makes them true of the reader's partitions: orderings
+    /// and per-partition constants do not survive a hash shuffle.
+    pub fn with_equivalences(mut self, equivalences: EquivalenceProperties) -> Self {
+        let mut properties = (*self.cache).clone();
+        properties.eq_properties = equivalences;
+        self.cache = Arc::new(properties);
+        self
+    }
+
+    /// What it declares of its rows ([`ShuffleReaderExec::with_equivalences`]).
+    pub fn equivalences(&self) -> &EquivalenceProperties {
+        &self.cache.eq_properties
+    }
+
     /// The hash partitioning it declares, if any.
     pub fn hash(&self) -> Option<&Partitioning> {
         self.hash.as_ref()
@@ -131,6 +149,7 @@ impl ShuffleReaderExec {
         };
         Self::with_blocks(self.shuffle, self.schema.clone(), self.layout, partitions)
             .hash_partitioned(self.hash.clone())
+            .with_equivalences(self.equivalences().clone())
     }
 }
 
