@@ -172,7 +172,16 @@ impl SqlStage {
         record_spills(&self.plan, id.partition as usize, &running.ctx.counters);
         joined
             .map_err(|e| internal(format!("SQL task {id} did not finish: {e}")))?
-            .map_err(|e| failure(id, e))
+            .map_err(|e| {
+                let bad_row = is_bad_row(&e);
+                let mut failure = failure(id, e);
+                if bad_row {
+                    failure
+                        .message
+                        .push_str(&files_read(&self.plan, id.partition as usize));
+                }
+                failure
+            })
     }
 }
 
@@ -203,6 +212,65 @@ fn record_spills(
     }
     for child in plan.children() {
         record_spills(child, partition, counters);
+    }
+}
+
+/// Whether `error` is a reader's complaint about a row of its input (a CSV
+/// line with the wrong number of fields, a value that does not parse),
+/// whose message names the line but not the file.
+fn is_bad_row(error: &DataFusionError) -> bool {
+    use riffle_sql::datafusion::arrow::error::ArrowError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if matches!(
+            e.downcast_ref::<ArrowError>(),
+            Some(ArrowError::CsvError(_) | ArrowError::ParseError(_) | ArrowError::JsonError(_))
+        ) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The files partition `partition` of `plan` reads, for an error about a
+/// row: ` (reading FILE)`, or the list when it reads several. A file read
+/// from an offset (a large file split between tasks) says so, since the
+/// reader counts lines from there.
+fn files_read(plan: &Arc<dyn ExecutionPlan>, partition: usize) -> String {
+    use riffle_sql::datafusion::datasource::physical_plan::FileScanConfig;
+    use riffle_sql::datafusion::datasource::source::DataSourceExec;
+    let mut files = Vec::new();
+    let mut nodes = vec![plan.clone()];
+    while let Some(node) = nodes.pop() {
+        nodes.extend(node.children().into_iter().cloned());
+        let any: &dyn std::any::Any = node.as_ref();
+        let Some(scan) = any.downcast_ref::<DataSourceExec>() else {
+            continue;
+        };
+        let source: &dyn std::any::Any = scan.data_source().as_ref();
+        let Some(config) = source.downcast_ref::<FileScanConfig>() else {
+            continue;
+        };
+        if let Some(group) = config.file_groups.get(partition) {
+            for file in group.files() {
+                let mut name = format!("/{}", file.object_meta.location);
+                if let Some(range) = &file.range
+                    && range.start > 0
+                {
+                    name.push_str(&format!(
+                        " from byte {} (lines counted from there)",
+                        range.start
+                    ));
+                }
+                files.push(name);
+            }
+        }
+    }
+    match files.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (reading {one})"),
+        many => format!(" (reading one of {})", many.join(", ")),
     }
 }
 

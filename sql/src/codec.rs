@@ -41,14 +41,28 @@ pub struct RiffleCodec;
 struct Equivalences {
     /// Classes of expressions known equal (`a = b` below).
     classes: Vec<Vec<Vec<u8>>>,
-    /// Expressions known constant, with their value across partitions if
-    /// uniform (`None` inside: uniform, value unknown), as a literal.
-    constants: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    /// Expressions known constant.
+    constants: Vec<Constant>,
     /// Orderings every partition satisfies (`PhysicalSortExprNode`s).
     orderings: Vec<Vec<Vec<u8>>>,
     /// Keys: column indices, and whether each is a primary key (else
     /// unique).
     keys: Vec<(bool, Vec<usize>)>,
+}
+
+/// A constant expression (protobuf-encoded) and its value across
+/// partitions.
+#[derive(Serialize, Deserialize)]
+struct Constant {
+    expr: Vec<u8>,
+    across: Across,
+}
+
+/// `AcrossPartitions`, the value as a protobuf-encoded literal.
+#[derive(Serialize, Deserialize)]
+enum Across {
+    Heterogeneous,
+    Uniform(Option<Vec<u8>>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -232,14 +246,17 @@ fn encode_equivalences(
         .iter()
         .map(|c| {
             let across = match &c.across_partitions {
-                AcrossPartitions::Heterogeneous => None,
-                AcrossPartitions::Uniform(None) => Some(None),
+                AcrossPartitions::Heterogeneous => Across::Heterogeneous,
+                AcrossPartitions::Uniform(None) => Across::Uniform(None),
                 AcrossPartitions::Uniform(Some(value)) => {
                     let literal: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(value.clone()));
-                    Some(Some(expr(&literal)?))
+                    Across::Uniform(Some(expr(&literal)?))
                 }
             };
-            Ok((expr(&c.expr)?, across))
+            Ok(Constant {
+                expr: expr(&c.expr)?,
+                across,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let orderings = eq
@@ -300,11 +317,11 @@ fn decode_equivalences(
     let constants = encoded
         .constants
         .iter()
-        .map(|(bytes, across)| {
-            let across = match across {
-                None => AcrossPartitions::Heterogeneous,
-                Some(None) => AcrossPartitions::Uniform(None),
-                Some(Some(literal)) => {
+        .map(|constant| {
+            let across = match &constant.across {
+                Across::Heterogeneous => AcrossPartitions::Heterogeneous,
+                Across::Uniform(None) => AcrossPartitions::Uniform(None),
+                Across::Uniform(Some(literal)) => {
                     let literal = expr(literal)?;
                     let value = literal
                         .downcast_ref::<Literal>()
@@ -314,7 +331,7 @@ fn decode_equivalences(
                     AcrossPartitions::Uniform(Some(value))
                 }
             };
-            Ok(ConstExpr::new(expr(bytes)?, across))
+            Ok(ConstExpr::new(expr(&constant.expr)?, across))
         })
         .collect::<Result<Vec<_>>>()?;
     eq.add_constants(constants)?;

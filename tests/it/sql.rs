@@ -716,3 +716,25 @@ fn write_parquet_and_csv_write_one_file_per_partition_from_the_executors() {
         assert!(err.contains(out_str) && err.contains("not empty"), "{err}");
     }
 }
+
+#[test]
+fn a_bad_csv_row_names_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("a-good.csv");
+    let bad = dir.path().join("b-bad.csv");
+    std::fs::write(&good, "a,b\n1,2\n").unwrap();
+    std::fs::write(&bad, "a,b\n1,2\n3,4,5\n6,7\n").unwrap();
+    let sql = format!(
+        "CREATE EXTERNAL TABLE t (a INT, b INT) STORED AS CSV LOCATION '{}/' OPTIONS ('format.has_header' 'true'); SELECT * FROM t",
+        dir.path().display()
+    );
+    for master in ["local[2]", "local-cluster[2,1]"] {
+        let run = riffle(&["sql", "--master", master, "-e", &sql]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{master}: {stderr}");
+        assert!(
+            stderr.contains("line 3") && stderr.contains(&format!("(reading {})", bad.display())),
+            "{master}: {stderr}"
+        );
+    }
+}
