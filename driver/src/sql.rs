@@ -322,14 +322,9 @@ impl SqlFrame {
         })
     }
 
-    /// The schema of the rows `collect` returns: the planned query's, with
-    /// DataFusion's type coercion applied (a `UNION` of an INT and a TEXT
-    /// column is TEXT), which the statement's unanalyzed schema is not.
+    /// The output schema.
     pub fn schema(&self) -> arrow_schema::SchemaRef {
-        match self.frame.clone().into_optimized_plan() {
-            Ok(plan) => Arc::new(plan.schema().as_arrow().clone()),
-            Err(_) => Arc::new(self.frame.schema().as_arrow().clone()),
-        }
+        Arc::new(self.frame.schema().as_arrow().clone())
     }
 }
 

@@ -132,8 +132,14 @@ impl sqllogictest::DB for RiffleDb {
 impl RiffleDb {
     fn run_here(&self, sql: &str) -> Result<DBOutput<Kind>, SqlError> {
         let frame = self.ctx.sql(sql)?;
-        let schema = frame.schema();
         let batches = frame.collect()?;
+        // The types of what ran (DataFusion's runner takes the physical
+        // plan's): the statement's unanalyzed schema lacks the coercions
+        // (a UNION of INT and TEXT columns is TEXT).
+        let schema = match batches.first() {
+            Some(batch) => batch.schema(),
+            None => frame.schema(),
+        };
         let types: Vec<Kind> = schema
             .fields()
             .iter()
