@@ -15,7 +15,7 @@ use datafusion::datasource::sink::DataSinkExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::{AcrossPartitions, ConstExpr, EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::physical_plan::from_proto::{
     parse_physical_sort_exprs, parse_protobuf_partitioning,
 };
@@ -126,14 +126,11 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 let input = inputs
                     .first()
                     .ok_or_else(|| error("a shuffle writer needs its input"))?;
-                let proto =
-                    datafusion_proto::protobuf::Partitioning::decode(partitioning.as_slice())
-                        .map_err(|e| error(e.to_string()))?;
-                let dctx = PhysicalPlanDecodeContext::new(ctx, self);
-                let partitioning = parse_protobuf_partitioning(
-                    Some(&proto),
-                    &dctx,
+                let partitioning = decode_partitioning(
+                    &partitioning,
                     &input.schema(),
+                    ctx,
+                    self,
                     proto_converter,
                 )?
                 .ok_or_else(|| error("shuffle writer without partitioning"))?;
@@ -155,11 +152,7 @@ impl PhysicalExtensionCodec for RiffleCodec {
                     decode_equivalences(&equivalences, &schema, ctx, self, proto_converter)?;
                 let hash = match hash {
                     Some(bytes) => {
-                        let proto =
-                            datafusion_proto::protobuf::Partitioning::decode(bytes.as_slice())
-                                .map_err(|e| error(e.to_string()))?;
-                        let dctx = PhysicalPlanDecodeContext::new(ctx, self);
-                        parse_protobuf_partitioning(Some(&proto), &dctx, &schema, proto_converter)?
+                        decode_partitioning(&bytes, &schema, ctx, self, proto_converter)?
                     }
                     None => None,
                 };
@@ -225,6 +218,20 @@ impl PhysicalExtensionCodec for RiffleCodec {
         buf.extend_from_slice(&bytes);
         Ok(())
     }
+}
+
+/// A partitioning encoded by `serialize_partitioning`, over `schema`.
+fn decode_partitioning(
+    bytes: &[u8],
+    schema: &Schema,
+    ctx: &TaskContext,
+    codec: &RiffleCodec,
+    converter: &dyn PhysicalProtoConverterExtension,
+) -> Result<Option<Partitioning>> {
+    let proto = datafusion_proto::protobuf::Partitioning::decode(bytes)
+        .map_err(|e| error(e.to_string()))?;
+    let dctx = PhysicalPlanDecodeContext::new(ctx, codec);
+    parse_protobuf_partitioning(Some(&proto), &dctx, schema, converter)
 }
 
 fn encode_equivalences(
