@@ -15,9 +15,55 @@
 //! # Ok::<(), riffle::DriverError>(())
 //! ```
 //!
+//! Closures travel to executors as code addresses, so a closure given to
+//! the Dataset API must capture nothing; state goes explicitly through the
+//! `*_with` variants. A capturing closure is a compile error (reported by
+//! `cargo build`, not by `cargo check`):
+//!
+//! ```compile_fail,E0080
+//! use riffle::prelude::*;
+//!
+//! fn main() -> Result<(), riffle::DriverError> {
+//!     let ctx = Context::local()?;
+//!     let offset = 10u64;
+//!     let shifted = ctx.parallelize(vec![1u64, 2, 3], 2).map(move |x| x + offset);
+//!     println!("{:?}", shifted.collect()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A closure that captures a value that cannot be copied is refused with
+//! the same advice:
+//!
+//! ```compile_fail,E0277
+//! use riffle::prelude::*;
+//!
+//! fn main() -> Result<(), riffle::DriverError> {
+//!     let ctx = Context::local()?;
+//!     let prefix = String::from("id-");
+//!     let named = ctx.parallelize(vec![1u64, 2, 3], 2).map(move |x| format!("{prefix}{x}"));
+//!     println!("{:?}", named.collect()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Instead:
+//!
+//! ```no_run
+//! use riffle::prelude::*;
+//!
+//! fn main() -> Result<(), riffle::DriverError> {
+//!     let ctx = Context::local()?;
+//!     let shifted = ctx.parallelize(vec![1u64, 2, 3], 2).map_with(10u64, |offset, x| x + offset);
+//!     println!("{:?}", shifted.collect()?);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! This crate re-exports the driver API ([`prelude`]) and holds the `riffle`
 //! command-line tool. See `ARCHITECTURE.md` for where everything lives.
 
+pub mod certs;
 pub mod datagen;
 pub mod tpch;
 
@@ -49,8 +95,11 @@ pub fn init() {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RIFFLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(|| LogWriter)
         .try_init();
 }
@@ -71,7 +120,7 @@ impl std::io::Write for LogWriter {
 
 pub use riffle_driver::{
     Config, Context, ContextBuilder, Data, Dataset, DriverError, JobHandle, JobOutcome, JobSummary,
-    Master, SchedulerEvent, SchedulingMode, Speculation, StatementOutput,
+    Master, SchedulerEvent, SchedulingMode, Shippable, Speculation, StatementOutput,
 };
 /// An error and its chain of causes as one line (`anyhow`'s `{:#}`).
 pub use riffle_planner::report;
@@ -83,6 +132,6 @@ pub use riffle_sql::datafusion::arrow;
 
 /// Everything a job needs: `use riffle::prelude::*;`.
 pub mod prelude {
-    pub use riffle_driver::{Context, Data, Dataset, DriverError, JobHandle};
+    pub use riffle_driver::{Context, Data, Dataset, DriverError, JobHandle, Shippable};
     pub use riffle_planner::pipeline::BoxIter;
 }

@@ -110,8 +110,10 @@ impl Backend {
                 Box::pin(async move { cluster.launch(&remote, &stage, id, spec).await })
             }
             (_, ExecutorHandle::Embedded(local)) => {
+                // SAFETY: an embedded executor lives in the driver's own
+                // process, and the scheduler encoded these bytes here.
                 if !local.has_stage(stage.job, stage.stage, Some(stage.attempt))
-                    && let Err(e) = local.register_stage(&stage.bytes)
+                    && let Err(e) = unsafe { local.register_stage(&stage.bytes) }
                 {
                     let status = failed(FailureKind::Internal, e.to_string());
                     return Box::pin(async move { status });

@@ -36,6 +36,7 @@ pub use context::{Config, Context, ContextBuilder, JobSummary, StageSummary};
 pub use dataset::{Data, Dataset};
 pub use error::DriverError;
 pub use launch::Master;
+pub use riffle_planner::function::Shippable;
 pub use scheduler::events::{JobOutcome, SchedulerEvent};
 pub use scheduler::{JobHandle, SchedulingMode, Speculation};
 pub use sql::{SqlFrame, StatementOutput};

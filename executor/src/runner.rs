@@ -47,8 +47,13 @@ enum Op {
 }
 
 impl Op {
-    fn instantiate(f: &FnRef) -> Result<Op, PipelineError> {
-        let any = f.instantiate_any()?;
+    /// # Safety
+    ///
+    /// As for [`FnRef::instantiate_any`]: `f` comes from this process or
+    /// from this executor's authenticated, build-checked driver.
+    unsafe fn instantiate(f: &FnRef) -> Result<Op, PipelineError> {
+        // SAFETY: forwarded to our caller.
+        let any = unsafe { f.instantiate_any() }?;
         // Try each role in turn; a factory returns exactly one of them.
         macro_rules! roles {
             ($any:ident; $($role:ident => $variant:ident),* $(,)?) => {$(
@@ -91,7 +96,11 @@ pub(crate) enum StageRuntime {
 impl StageRuntime {
     /// Instantiates `spec`; `sql_engine` is called (once) only for a SQL
     /// stage, so Dataset-only executors never start DataFusion.
-    pub(crate) fn new(
+    ///
+    /// # Safety
+    ///
+    /// As for [`FnRef::instantiate_any`], for every operator of `spec`.
+    pub(crate) unsafe fn new(
         spec: StageSpec,
         sql_engine: impl FnOnce() -> Result<Arc<SqlEngine>, PipelineError>,
     ) -> Result<Self, PipelineError> {
@@ -119,7 +128,11 @@ impl StageRuntime {
             StageSink::Result { op } => PipelineSink::Result { op },
             StageSink::SaveText { op, dir } => PipelineSink::SaveText { op, dir },
         };
-        let instantiated = ops.iter().map(Op::instantiate).collect::<Result<_, _>>()?;
+        let instantiated = ops
+            .iter()
+            // SAFETY: forwarded to our caller.
+            .map(|f| unsafe { Op::instantiate(f) })
+            .collect::<Result<_, _>>()?;
         Ok(StageRuntime::Pipeline(Arc::new(PipelineStage {
             stage,
             names: ops.iter().map(|f| f.name().to_string()).collect(),

@@ -235,7 +235,8 @@ async fn killing_a_text_file_task_stops_its_source_and_commits_nothing() {
             partitions: 1,
         },
     };
-    executor.register_stage(&encode(&stage).unwrap()).unwrap();
+    // SAFETY: encoded by this test, in this process.
+    unsafe { executor.register_stage(&encode(&stage).unwrap()) }.unwrap();
     let task = TaskSpec {
         id,
         plan: PartitionPlan::TextFile(FileSplit {
@@ -317,7 +318,8 @@ async fn cancelling_a_job_kills_its_shuffle_read() {
             partitions: 1,
         },
     };
-    executor.register_stage(&encode(&stage).unwrap()).unwrap();
+    // SAFETY: encoded by this test, in this process.
+    unsafe { executor.register_stage(&encode(&stage).unwrap()) }.unwrap();
     let blocks = 20_000;
     let task = TaskSpec {
         id,
@@ -404,7 +406,8 @@ async fn killing_a_sql_task_aborts_its_datafusion_task() {
             output,
         },
     };
-    executor.register_stage(&encode(&stage).unwrap()).unwrap();
+    // SAFETY: encoded by this test, in this process.
+    unsafe { executor.register_stage(&encode(&stage).unwrap()) }.unwrap();
     let task = TaskSpec {
         id,
         plan: PartitionPlan::Sql { partition: 0 },
@@ -450,7 +453,8 @@ async fn a_task_cancelled_before_it_starts_never_runs() {
             partitions: 1,
         },
     };
-    executor.register_stage(&encode(&stage).unwrap()).unwrap();
+    // SAFETY: encoded by this test, in this process.
+    unsafe { executor.register_stage(&encode(&stage).unwrap()) }.unwrap();
     let task = TaskSpec {
         id,
         plan: PartitionPlan::TextFile(FileSplit {

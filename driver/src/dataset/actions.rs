@@ -4,7 +4,7 @@ use super::ops::{self, encode_state, state, stateless};
 use super::{Data, Dataset};
 use crate::error::DriverError;
 use crate::scheduler::{FinalSink, JobHandle, result_bytes};
-use riffle_planner::function::FnRef;
+use riffle_planner::function::{FnRef, Shippable};
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -102,7 +102,7 @@ impl<T: Data> Dataset<T> {
 
     /// Combines all elements with `f` (associative and commutative); `None`
     /// for an empty dataset.
-    pub fn reduce<F: Fn(T, T) -> T + Send + Sync + 'static>(
+    pub fn reduce<F: Fn(T, T) -> T + Shippable + Send + Sync + 'static>(
         &self,
         f: F,
     ) -> Result<Option<T>, DriverError> {
@@ -114,7 +114,7 @@ impl<T: Data> Dataset<T> {
 
     /// Folds all elements with `f` starting from `zero` in every partition
     /// and once more at the driver (so `zero` must be neutral for `f`).
-    pub fn fold<F: Fn(T, T) -> T + Send + Sync + 'static>(
+    pub fn fold<F: Fn(T, T) -> T + Shippable + Send + Sync + 'static>(
         &self,
         zero: T,
         f: F,

@@ -3,7 +3,7 @@
 
 use super::ops::{self, assert_zst, encode_state, stateless};
 use super::{Data, Dataset, Node, NodeKind};
-use riffle_planner::function::{Factory, FnRef};
+use riffle_planner::function::{Factory, FnRef, Shippable};
 use riffle_planner::pipeline::BoxIter;
 
 impl<T: Data> Dataset<T> {
@@ -41,14 +41,20 @@ impl<T: Data> Dataset<T> {
 
     /// Applies `f` to every element. `f` must capture nothing; see
     /// [`Dataset::map_with`] for state.
-    pub fn map<U: Data, F: Fn(T) -> U + Send + Sync + 'static>(&self, f: F) -> Dataset<U> {
+    pub fn map<U: Data, F: Fn(T) -> U + Shippable + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Dataset<U> {
         assert_zst::<F>();
         let _ = f;
         self.narrow("map", Ok(stateless(ops::map_factory::<T, U, F>, "map")))
     }
 
     /// Keeps the elements for which `f` is true.
-    pub fn filter<F: Fn(&T) -> bool + Send + Sync + 'static>(&self, f: F) -> Dataset<T> {
+    pub fn filter<F: Fn(&T) -> bool + Shippable + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Dataset<T> {
         assert_zst::<F>();
         let _ = f;
         self.narrow(
@@ -63,7 +69,7 @@ impl<T: Data> Dataset<T> {
         U: Data,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: Send,
-        F: Fn(T) -> I + Send + Sync + 'static,
+        F: Fn(T) -> I + Shippable + Send + Sync + 'static,
     {
         assert_zst::<F>();
         let _ = f;
@@ -78,7 +84,7 @@ impl<T: Data> Dataset<T> {
     where
         U: Data,
         I: Iterator<Item = U> + Send + 'static,
-        F: Fn(BoxIter<T>) -> I + Send + Sync + 'static,
+        F: Fn(BoxIter<T>) -> I + Shippable + Send + Sync + 'static,
     {
         assert_zst::<F>();
         let _ = f;
@@ -99,7 +105,7 @@ impl<T: Data> Dataset<T> {
         S: Data,
         U: Data,
         I: Iterator<Item = U> + Send + 'static,
-        F: Fn(&S, BoxIter<T>) -> I + Send + Sync + 'static,
+        F: Fn(&S, BoxIter<T>) -> I + Shippable + Send + Sync + 'static,
     {
         assert_zst::<F>();
         let _ = f;
@@ -111,7 +117,7 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Like [`Dataset::map`], with explicit state shipped to every task.
-    pub fn map_with<S: Data, U: Data, F: Fn(&S, T) -> U + Send + Sync + 'static>(
+    pub fn map_with<S: Data, U: Data, F: Fn(&S, T) -> U + Shippable + Send + Sync + 'static>(
         &self,
         state: S,
         f: F,
@@ -122,7 +128,7 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Like [`Dataset::filter`], with explicit state.
-    pub fn filter_with<S: Data, F: Fn(&S, &T) -> bool + Send + Sync + 'static>(
+    pub fn filter_with<S: Data, F: Fn(&S, &T) -> bool + Shippable + Send + Sync + 'static>(
         &self,
         state: S,
         f: F,
@@ -139,7 +145,7 @@ impl<T: Data> Dataset<T> {
         U: Data,
         I: IntoIterator<Item = U> + 'static,
         I::IntoIter: Send,
-        F: Fn(&S, T) -> I + Send + Sync + 'static,
+        F: Fn(&S, T) -> I + Shippable + Send + Sync + 'static,
     {
         assert_zst::<F>();
         let _ = f;
@@ -151,7 +157,10 @@ impl<T: Data> Dataset<T> {
     }
 
     /// Pairs every element with the key `f` computes for it.
-    pub fn key_by<K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, T)> {
+    pub fn key_by<K: Data, F: Fn(&T) -> K + Shippable + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Dataset<(K, T)> {
         assert_zst::<F>();
         let _ = f;
         self.narrow(

@@ -34,16 +34,15 @@ type FinishFn<T> = Box<dyn Fn(BoxIter<T>) -> Result<Vec<u8>, PipelineError> + Se
 /// What every factory returns.
 pub(crate) type Built = Result<Box<dyn Any + Send + Sync>, PipelineError>;
 
-/// Fails to compile unless `F` captures nothing.
-pub(crate) fn assert_zst<F>() {
-    let _ = conjure_zst::<F>;
-    const {
-        assert!(
-            size_of::<F>() == 0,
-            "Riffle ships closures by code address: a closure passed to map/filter/... must \
-             capture nothing. Pass state explicitly with map_with/filter_with/flat_map_with."
-        )
-    };
+pub(crate) use riffle_planner::function::assert_zst;
+
+/// The user's closure of type `F`, rebuilt on an executor from its type.
+fn closure<F: Copy>() -> F {
+    // SAFETY: this module's factories are the only callers, and a factory is
+    // monomorphized for a closure type only by a Dataset method that was
+    // handed a value of that type (and asserted it zero-sized), so a value of
+    // `F` has existed in this program.
+    unsafe { conjure_zst::<F>() }
 }
 
 /// Decodes a state blob.
@@ -79,16 +78,16 @@ pub(crate) fn narrow<T: Data, U: Data>(
     Ok(Box::new(op))
 }
 
-pub(crate) fn map_factory<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static>(
+pub(crate) fn map_factory<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + Copy + 'static>(
     _: &[u8],
 ) -> Built {
-    narrow::<T, U>(|it| Box::new(it.map(conjure_zst::<F>())))
+    narrow::<T, U>(|it| Box::new(it.map(closure::<F>())))
 }
 
-pub(crate) fn filter_factory<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static>(
+pub(crate) fn filter_factory<T: Data, F: Fn(&T) -> bool + Send + Sync + Copy + 'static>(
     _: &[u8],
 ) -> Built {
-    narrow::<T, T>(|it| Box::new(it.filter(conjure_zst::<F>())))
+    narrow::<T, T>(|it| Box::new(it.filter(closure::<F>())))
 }
 
 pub(crate) fn flat_map_factory<T, U, I, F>(_: &[u8]) -> Built
@@ -97,9 +96,9 @@ where
     U: Data,
     I: IntoIterator<Item = U> + 'static,
     I::IntoIter: Send,
-    F: Fn(T) -> I + Send + Sync + 'static,
+    F: Fn(T) -> I + Send + Sync + Copy + 'static,
 {
-    narrow::<T, U>(|it| Box::new(it.flat_map(conjure_zst::<F>())))
+    narrow::<T, U>(|it| Box::new(it.flat_map(closure::<F>())))
 }
 
 pub(crate) fn map_partitions_factory<T, U, I, F>(_: &[u8]) -> Built
@@ -107,23 +106,23 @@ where
     T: Data,
     U: Data,
     I: Iterator<Item = U> + Send + 'static,
-    F: Fn(BoxIter<T>) -> I + Send + Sync + 'static,
+    F: Fn(BoxIter<T>) -> I + Send + Sync + Copy + 'static,
 {
-    narrow::<T, U>(|it| Box::new(conjure_zst::<F>()(it)))
+    narrow::<T, U>(|it| Box::new(closure::<F>()(it)))
 }
 
 pub(crate) fn map_with_factory<
     S: Data,
     T: Data,
     U: Data,
-    F: Fn(&S, T) -> U + Send + Sync + 'static,
+    F: Fn(&S, T) -> U + Send + Sync + Copy + 'static,
 >(
     bytes: &[u8],
 ) -> Built {
     let s: Arc<S> = Arc::new(state(bytes)?);
     narrow::<T, U>(move |it| {
         let s = s.clone();
-        let f = conjure_zst::<F>();
+        let f = closure::<F>();
         Box::new(it.map(move |x| f(&s, x)))
     })
 }
@@ -131,14 +130,14 @@ pub(crate) fn map_with_factory<
 pub(crate) fn filter_with_factory<
     S: Data,
     T: Data,
-    F: Fn(&S, &T) -> bool + Send + Sync + 'static,
+    F: Fn(&S, &T) -> bool + Send + Sync + Copy + 'static,
 >(
     bytes: &[u8],
 ) -> Built {
     let s: Arc<S> = Arc::new(state(bytes)?);
     narrow::<T, T>(move |it| {
         let s = s.clone();
-        let f = conjure_zst::<F>();
+        let f = closure::<F>();
         Box::new(it.filter(move |x| f(&s, x)))
     })
 }
@@ -150,21 +149,21 @@ where
     U: Data,
     I: IntoIterator<Item = U> + 'static,
     I::IntoIter: Send,
-    F: Fn(&S, T) -> I + Send + Sync + 'static,
+    F: Fn(&S, T) -> I + Send + Sync + Copy + 'static,
 {
     let s: Arc<S> = Arc::new(state(bytes)?);
     narrow::<T, U>(move |it| {
         let s = s.clone();
-        let f = conjure_zst::<F>();
+        let f = closure::<F>();
         Box::new(it.flat_map(move |x| f(&s, x)))
     })
 }
 
-pub(crate) fn key_by_factory<T: Data, K: Data, F: Fn(&T) -> K + Send + Sync + 'static>(
+pub(crate) fn key_by_factory<T: Data, K: Data, F: Fn(&T) -> K + Send + Sync + Copy + 'static>(
     _: &[u8],
 ) -> Built {
     narrow::<T, (K, T)>(|it| {
-        let f = conjure_zst::<F>();
+        let f = closure::<F>();
         Box::new(it.map(move |x| (f(&x), x)))
     })
 }
@@ -173,12 +172,12 @@ pub(crate) fn map_values_factory<
     K: Data,
     V: Data,
     U: Data,
-    F: Fn(V) -> U + Send + Sync + 'static,
+    F: Fn(V) -> U + Send + Sync + Copy + 'static,
 >(
     _: &[u8],
 ) -> Built {
     narrow::<(K, V), (K, U)>(|it| {
-        let f = conjure_zst::<F>();
+        let f = closure::<F>();
         Box::new(it.map(move |(k, v)| (k, f(v))))
     })
 }
@@ -378,8 +377,8 @@ pub(crate) struct Aggregate<U, S, C> {
 impl<V, U, S, C> Combiner<V, U> for Aggregate<U, S, C>
 where
     U: Clone + Send + Sync + 'static,
-    S: Fn(U, V) -> U + Send + Sync + 'static,
-    C: Fn(U, U) -> U + Send + Sync + 'static,
+    S: Fn(U, V) -> U + Send + Sync + Copy + 'static,
+    C: Fn(U, U) -> U + Send + Sync + Copy + 'static,
 {
     fn create(&self, v: V) -> U {
         (self.seq)(self.zero.clone(), v)
@@ -401,10 +400,10 @@ pub(crate) trait MakeCombiner<V, C>: 'static {
 /// The `reduce_by_key` combiner for closure type `F`.
 pub(crate) struct MakeReduce<F>(PhantomData<F>);
 
-impl<V, F: Fn(V, V) -> V + Send + Sync + 'static> MakeCombiner<V, V> for MakeReduce<F> {
+impl<V, F: Fn(V, V) -> V + Send + Sync + Copy + 'static> MakeCombiner<V, V> for MakeReduce<F> {
     type Combiner = Reduce<F>;
     fn make(_: &[u8]) -> Result<Reduce<F>, PipelineError> {
-        Ok(Reduce(conjure_zst::<F>()))
+        Ok(Reduce(closure::<F>()))
     }
 }
 
@@ -414,15 +413,15 @@ pub(crate) struct MakeAggregate<U, S, C>(Types<(U, S, C)>);
 impl<V, U, S, C> MakeCombiner<V, U> for MakeAggregate<U, S, C>
 where
     U: Data + Clone,
-    S: Fn(U, V) -> U + Send + Sync + 'static,
-    C: Fn(U, U) -> U + Send + Sync + 'static,
+    S: Fn(U, V) -> U + Send + Sync + Copy + 'static,
+    C: Fn(U, U) -> U + Send + Sync + Copy + 'static,
 {
     type Combiner = Aggregate<U, S, C>;
     fn make(bytes: &[u8]) -> Result<Self::Combiner, PipelineError> {
         Ok(Aggregate {
             zero: state(bytes)?,
-            seq: conjure_zst::<S>(),
-            comb: conjure_zst::<C>(),
+            seq: closure::<S>(),
+            comb: closure::<C>(),
         })
     }
 }
@@ -1028,15 +1027,17 @@ pub(crate) fn count_factory<T: Data>(_: &[u8]) -> Built {
     result::<T>(|it| encode_state(&(it.count() as u64)))
 }
 
-pub(crate) fn reduce_factory<T: Data, F: Fn(T, T) -> T + Send + Sync + 'static>(_: &[u8]) -> Built {
-    result::<T>(|it| encode_state(&it.reduce(conjure_zst::<F>())))
+pub(crate) fn reduce_factory<T: Data, F: Fn(T, T) -> T + Send + Sync + Copy + 'static>(
+    _: &[u8],
+) -> Built {
+    result::<T>(|it| encode_state(&it.reduce(closure::<F>())))
 }
 
-pub(crate) fn fold_factory<T: Data + Clone, F: Fn(T, T) -> T + Send + Sync + 'static>(
+pub(crate) fn fold_factory<T: Data + Clone, F: Fn(T, T) -> T + Send + Sync + Copy + 'static>(
     bytes: &[u8],
 ) -> Built {
     let zero: T = state(bytes)?;
-    result::<T>(move |it| encode_state(&it.fold(zero.clone(), conjure_zst::<F>())))
+    result::<T>(move |it| encode_state(&it.fold(zero.clone(), closure::<F>())))
 }
 
 pub(crate) fn text_factory<T: Data + std::fmt::Display>(_: &[u8]) -> Built {
@@ -1110,9 +1111,9 @@ where
     T: Data,
     U: Data,
     I: Iterator<Item = U> + Send + 'static,
-    F: Fn(&S, BoxIter<T>) -> I + Send + Sync + 'static,
+    F: Fn(&S, BoxIter<T>) -> I + Send + Sync + Copy + 'static,
 {
     let s: S = state(bytes)?;
     let s = Arc::new(s);
-    narrow::<T, U>(move |it| Box::new(conjure_zst::<F>()(&s, it)))
+    narrow::<T, U>(move |it| Box::new(closure::<F>()(&s, it)))
 }

@@ -5,7 +5,7 @@
 use super::ops::{self, RangeBounds, assert_zst, encode_state, stateless};
 use super::{Data, Dataset, Node, NodeKind, ShuffleDep, WriterSpec};
 use riffle_planner::PipelineError;
-use riffle_planner::function::FnRef;
+use riffle_planner::function::{FnRef, Shippable};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ impl<T: Data> Dataset<T> {
     pub fn sort_by<K, F>(&self, f: F, ascending: bool) -> Dataset<T>
     where
         K: Data + Ord + Clone,
-        F: Fn(&T) -> K + Send + Sync + 'static,
+        F: Fn(&T) -> K + Shippable + Send + Sync + 'static,
     {
         self.key_by(f).sort_by_key(ascending).values()
     }
@@ -84,7 +84,7 @@ impl<T: Data> Dataset<T> {
 
 impl<K: Data, V: Data> Dataset<(K, V)> {
     /// Applies `f` to every value, keeping the keys.
-    pub fn map_values<U: Data, F: Fn(V) -> U + Send + Sync + 'static>(
+    pub fn map_values<U: Data, F: Fn(V) -> U + Shippable + Send + Sync + 'static>(
         &self,
         f: F,
     ) -> Dataset<(K, U)> {
@@ -114,7 +114,10 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
 
     /// Merges the values of each key with `f`, which must be associative and
     /// commutative. Values are combined on the map side before the shuffle.
-    pub fn reduce_by_key<F: Fn(V, V) -> V + Send + Sync + 'static>(&self, f: F) -> Dataset<(K, V)>
+    pub fn reduce_by_key<F: Fn(V, V) -> V + Shippable + Send + Sync + 'static>(
+        &self,
+        f: F,
+    ) -> Dataset<(K, V)>
     where
         K: Hash + Eq,
     {
@@ -144,8 +147,8 @@ impl<K: Data, V: Data> Dataset<(K, V)> {
     where
         K: Hash + Eq,
         U: Data + Clone,
-        S: Fn(U, V) -> U + Send + Sync + 'static,
-        C: Fn(U, U) -> U + Send + Sync + 'static,
+        S: Fn(U, V) -> U + Shippable + Send + Sync + 'static,
+        C: Fn(U, U) -> U + Shippable + Send + Sync + 'static,
     {
         assert_zst::<S>();
         assert_zst::<C>();
