@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! riffle gen cloudfront --lines N --files K --seed S --out DIR [--gzip] [--wild]
+//! riffle secret [--file PATH]
+//! riffle certs --out DIR [--host NAME]...
 //! riffle history DIR [--bind IP] [--port 18080]
 //! ```
 
@@ -67,6 +69,26 @@ enum Command {
         /// URL the driver should call back on (needed with a wildcard bind).
         #[arg(long)]
         advertise: Option<String>,
+    },
+    /// Create the shared secret file that drivers and executors of this
+    /// user read when RIFFLE_SECRET is not set (mode 0600, in a 0700
+    /// directory). Prints the file's path, never the secret; an existing
+    /// file is kept.
+    Secret {
+        /// The file (default: RIFFLE_SECRET_FILE, else ~/.riffle/secret).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write a CA and driver and executor certificates for TLS (a test or
+    /// small cluster): OUT/ca.pem, driver.pem, executor.pem and their keys.
+    Certs {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// A host name or IP address the certificates must be valid for
+        /// (besides localhost, 127.0.0.1 and ::1); repeat for each host.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
     /// Generate data sets.
     Gen {
@@ -197,6 +219,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .map_err(anyhow::Error::msg)?;
             riffle_executor::worker::run_blocking(config)?;
+            Ok(())
+        }
+        Command::Certs { out, hosts } => {
+            let files = riffle::certs::generate(&out, &hosts)?;
+            let (dc, dk) = &files.driver;
+            let (ec, ek) = &files.executor;
+            println!("wrote a CA and certificates to {}", out.display());
+            println!(
+                "driver:    RIFFLE_TLS_CA={} RIFFLE_TLS_CERT={} RIFFLE_TLS_KEY={}",
+                files.ca.display(),
+                dc.display(),
+                dk.display()
+            );
+            println!(
+                "executors: RIFFLE_TLS_CA={} RIFFLE_TLS_CERT={} RIFFLE_TLS_KEY={}",
+                files.ca.display(),
+                ec.display(),
+                ek.display()
+            );
+            Ok(())
+        }
+        Command::Secret { file } => {
+            use riffle_executor::secret::Secret;
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let path = file
+                .or_else(|| Secret::default_file(env))
+                .ok_or_else(|| anyhow::anyhow!("no home directory: give the file with --file"))?;
+            let (_, created) = Secret::read_or_create_file(&path)?;
+            let what = if created {
+                "created"
+            } else {
+                "kept the existing"
+            };
+            println!("{what} shared secret file {}", path.display());
             Ok(())
         }
         Command::History { dir, bind, port } => {

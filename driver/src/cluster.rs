@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Settings shared by the driver's side of the cluster.
@@ -38,6 +38,8 @@ pub(crate) struct ClusterSettings {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) max_message_bytes: usize,
     pub(crate) auth: Auth,
+    /// TLS of every channel, both directions.
+    pub(crate) tls: Option<riffle_executor::tls::TlsConfig>,
 }
 
 type ExecutorClient =
@@ -279,6 +281,7 @@ impl Cluster {
         let mut client = member.client.clone();
         let request = v1::CancelTasksRequest {
             tasks: tasks.into_iter().map(v1::TaskKey::from).collect(),
+            executor_id: Some(executor.0),
         };
         match tokio::time::timeout(Duration::from_secs(2), client.cancel_tasks(request)).await {
             Ok(Ok(_)) => {}
@@ -324,8 +327,16 @@ async fn send_launches(
     mut client: ExecutorClient,
     mut rx: mpsc::UnboundedReceiver<Launch>,
 ) {
+    let build_id = match cluster.upgrade() {
+        Some(cluster) => cluster.settings.build_id.clone(),
+        None => return,
+    };
     while let Some(first) = rx.recv().await {
-        let mut request = v1::LaunchTasksRequest::default();
+        let mut request = v1::LaunchTasksRequest {
+            executor_id: Some(id.0),
+            build_id: build_id.clone(),
+            ..Default::default()
+        };
         let mut next = Some(first);
         while let Some(launch) = next.take() {
             request.stages.extend(launch.stage);
@@ -352,8 +363,13 @@ pub(crate) struct DriverServer {
 
 impl DriverServer {
     /// Refuses calls from an executor this driver does not know (never
-    /// registered, or already declared lost).
-    fn registered(&self, id: ExecutorId) -> Result<(), Status> {
+    /// assigned, or already declared lost), logging the refusal.
+    fn registered(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        call: &str,
+        id: ExecutorId,
+    ) -> Result<(), Status> {
         let known = self
             .cluster
             .members
@@ -362,9 +378,13 @@ impl DriverServer {
         if known {
             Ok(())
         } else {
-            Err(Status::failed_precondition(format!(
-                "{id} is not registered with this driver"
-            )))
+            Err(self.cluster.settings.auth.refusals().refuse(
+                peer,
+                "unknown executor id",
+                Status::failed_precondition(format!(
+                    "{call} from {id}, which is not registered with this driver (never assigned, or declared lost)"
+                )),
+            ))
         }
     }
 }
@@ -399,8 +419,9 @@ impl DriverService for DriverServer {
         &self,
         request: Request<v1::WatchExecutorRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let peer = request.remote_addr();
         let id = ExecutorId(request.into_inner().executor_id);
-        self.registered(id)?;
+        self.registered(peer, "WatchExecutor", id)?;
         let guard = ConnectionGuard {
             cluster: Arc::downgrade(&self.cluster),
             id,
@@ -419,32 +440,53 @@ impl DriverService for DriverServer {
         &self,
         request: Request<v1::RegisterExecutorRequest>,
     ) -> Result<Response<v1::RegisterExecutorResponse>, Status> {
+        let peer = request.remote_addr();
         let r = request.into_inner();
         let cluster = &self.cluster;
+        let refuse = |why: &str, status: Status| {
+            Err(cluster.settings.auth.refusals().refuse(peer, why, status))
+        };
         if r.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "protocol version {} is not the driver's {PROTOCOL_VERSION}: run the same Riffle release everywhere",
-                r.protocol_version
-            )));
+            return refuse(
+                "protocol version mismatch",
+                Status::failed_precondition(format!(
+                    "protocol version {} is not the driver's {PROTOCOL_VERSION}: run the same Riffle release everywhere",
+                    r.protocol_version
+                )),
+            );
+        }
+        if r.build_id.is_empty() {
+            return refuse(
+                "no build id",
+                Status::failed_precondition(
+                    "registration without a build id: an executor must prove it runs the driver's binary",
+                ),
+            );
         }
         if r.build_id != cluster.settings.build_id {
-            return Err(Status::failed_precondition(format!(
-                "build id mismatch: executor runs build {}, driver runs build {}; start executors from the same binary as the driver",
-                r.build_id, cluster.settings.build_id
-            )));
+            return refuse(
+                "build id mismatch",
+                Status::failed_precondition(format!(
+                    "build id mismatch: executor runs build {}, driver runs build {}; start executors from the same binary as the driver",
+                    r.build_id, cluster.settings.build_id
+                )),
+            );
         }
         if r.cores == 0 {
             return Err(Status::invalid_argument(
                 "an executor needs at least one core",
             ));
         }
-        let endpoint = Endpoint::from_shared(r.address.clone()).map_err(|e| {
-            Status::invalid_argument(format!("bad executor address {:?}: {e}", r.address))
-        })?;
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = match riffle_executor::rpc::channel(
+            &r.address,
+            cluster.settings.tls.as_ref(),
+            "the executor's address",
+        ) {
+            Ok(channel) => channel,
+            Err(message) => {
+                return refuse("bad executor address", Status::invalid_argument(message));
+            }
+        };
         let max = cluster.settings.max_message_bytes;
         let client =
             ExecutorServiceClient::with_interceptor(channel, cluster.settings.auth.client())
@@ -487,6 +529,7 @@ impl DriverService for DriverServer {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let peer = request.remote_addr();
         let id = ExecutorId(request.into_inner().executor_id);
         let known = self
             .cluster
@@ -494,10 +537,17 @@ impl DriverService for DriverServer {
             .lock()
             .ok()
             .and_then(|m| m.executors.get(&id).cloned());
-        if let Some(e) = &known
-            && let Ok(mut t) = e.last_heartbeat.lock()
-        {
-            *t = Instant::now();
+        match &known {
+            Some(e) => {
+                if let Ok(mut t) = e.last_heartbeat.lock() {
+                    *t = Instant::now();
+                }
+            }
+            // Refused, but with an answer rather than an error: `known:
+            // false` is what tells a dropped executor to stop.
+            None => {
+                let _ = self.registered(peer, "Heartbeat", id);
+            }
         }
         Ok(Response::new(v1::HeartbeatResponse {
             known: known.is_some(),
@@ -508,9 +558,10 @@ impl DriverService for DriverServer {
         &self,
         request: Request<v1::ReportTaskStatusRequest>,
     ) -> Result<Response<v1::ReportTaskStatusResponse>, Status> {
+        let peer = request.remote_addr();
         let r = request.into_inner();
         let executor = ExecutorId(r.executor_id);
-        self.registered(executor)?;
+        self.registered(peer, "ReportTaskStatus", executor)?;
         // Validate the whole batch first: a bad status changes nothing.
         let statuses = r
             .statuses

@@ -5,11 +5,13 @@ use crate::dataset::ops::{encode_state, vec_source_factory};
 use crate::dataset::{Data, Dataset, Node, NodeKind};
 use crate::error::DriverError;
 use crate::executors::Backend;
-use crate::launch::{Children, Master, random_secret, serve, wait_for_executors};
+use crate::launch::{Children, Master, serve, wait_for_executors};
 use crate::runtime::IoRuntime;
 use crate::scheduler::{Scheduler, SchedulingMode, Speculation};
 use riffle_executor::Executor;
-use riffle_executor::rpc::{Auth, check_bind};
+use riffle_executor::rpc::Auth;
+use riffle_executor::secret::Secret;
+use riffle_executor::tls::{TlsConfig, TlsFiles};
 use riffle_planner::function::FnRef;
 use riffle_planner::ids::{ExecutorId, ShuffleId};
 use riffle_planner::task::{Compression, FileSplit};
@@ -49,8 +51,15 @@ pub struct Config {
     /// How long to wait for executors (at start-up, and when none is left
     /// during a job) before failing.
     pub executor_wait: Duration,
-    /// Shared secret of driver and executors (`RIFFLE_SECRET`).
-    pub secret: Option<String>,
+    /// Shared secret of driver and executors (`RIFFLE_SECRET` or the file
+    /// named by `RIFFLE_SECRET_FILE`). Without one, a `local-cluster` driver
+    /// makes a random one for its children and a `cluster` driver reads or
+    /// creates `~/.riffle/secret` (see [`riffle_executor::secret`]).
+    pub secret: Option<Secret>,
+    /// TLS on every channel between driver and executors (`RIFFLE_TLS_CERT`,
+    /// `RIFFLE_TLS_KEY`, `RIFFLE_TLS_CA`, `RIFFLE_TLS_MUTUAL`; see
+    /// [`riffle_executor::tls`]); `local-cluster` children get the same.
+    pub tls: Option<TlsConfig>,
     /// The message-size limit of every gRPC channel
     /// (`RIFFLE_MAX_MESSAGE_BYTES`).
     pub max_message_bytes: usize,
@@ -91,6 +100,7 @@ impl Default for Config {
             min_executors: 1,
             executor_wait: Duration::from_secs(60),
             secret: None,
+            tls: None,
             max_message_bytes: riffle_executor::rpc::DEFAULT_MAX_MESSAGE_BYTES,
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
@@ -129,7 +139,8 @@ impl Config {
         }
         config.shuffle_store = var("RIFFLE_SHUFFLE_STORE");
         config.shuffle_compression = var("RIFFLE_SHUFFLE_COMPRESSION");
-        config.secret = var("RIFFLE_SECRET");
+        config.secret = Secret::explicit(var).map_err(|e| DriverError::Config(e.to_string()))?;
+        config.tls = TlsConfig::from_env(var).map_err(|e| DriverError::Config(e.to_string()))?;
         if let Some(v) = var("RIFFLE_MIN_EXECUTORS") {
             config.min_executors = number("RIFFLE_MIN_EXECUTORS", v)?;
         }
@@ -290,10 +301,29 @@ impl ContextBuilder {
         self
     }
 
-    /// Sets the shared secret.
-    pub fn secret(self, secret: impl Into<String>) -> Self {
-        let secret = secret.into();
-        self.set(|c| c.secret = Some(secret))
+    /// Sets the shared secret (printable ASCII without spaces, at most
+    /// 1 KiB; anything else makes [`ContextBuilder::build`] fail).
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        match Secret::new(&secret.into(), "ContextBuilder::secret") {
+            Ok(secret) => self.set(|c| c.secret = Some(secret)),
+            Err(e) => {
+                self.config = Err(DriverError::Config(e.to_string()));
+                self
+            }
+        }
+    }
+
+    /// Serves and calls executors over TLS with these files (as the
+    /// `RIFFLE_TLS_*` variables do); they are read and checked here, and
+    /// [`ContextBuilder::build`] fails naming a file that is not usable.
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        match TlsConfig::from_files(files) {
+            Ok(tls) => self.set(|c| c.tls = Some(tls)),
+            Err(e) => {
+                self.config = Err(DriverError::Config(e.to_string()));
+                self
+            }
+        }
     }
 
     /// Sets the message-size limit of every channel.
@@ -699,7 +729,7 @@ impl Context {
             &inner.stores,
             &inner.config.ui,
             inner.config.event_log.as_deref(),
-            inner.config.secret.as_deref(),
+            inner.config.secret.as_ref().map(Secret::expose),
             &inner.config.master,
         )?;
         match master {
@@ -716,13 +746,17 @@ impl Context {
                 inner.backend = Arc::new(Backend::Embedded(Arc::new(executor)));
             }
             Master::LocalCluster { executors, cores } => {
-                let secret = inner.config.secret.clone().unwrap_or_else(random_secret);
+                let secret = match inner.config.secret.clone() {
+                    Some(secret) => secret,
+                    None => Secret::random().map_err(|e| DriverError::Config(e.to_string()))?,
+                };
                 let bind = SocketAddr::from(([127, 0, 0, 1], 0));
-                let cluster = inner.start_cluster(bind, url.to_string(), Some(secret.clone()))?;
+                let cluster = inner.start_cluster(bind, url.to_string(), secret.clone())?;
                 let driver_url = inner.driver_url.clone().unwrap_or_default();
                 let memory = local_cluster_memory(&inner.config.memory, executors);
-                let mut children =
-                    Children::spawn(executors, cores, &driver_url, &secret, &memory.to_vars())?;
+                let mut vars = memory.to_vars();
+                vars.extend(inner.config.tls.iter().flat_map(TlsConfig::to_vars));
+                let mut children = Children::spawn(executors, cores, &driver_url, &secret, &vars)?;
                 let waited = wait_for_executors(
                     &inner.runtime,
                     &cluster,
@@ -735,7 +769,10 @@ impl Context {
                 waited?;
             }
             Master::Cluster { bind } => {
-                let secret = inner.config.secret.clone();
+                let secret = match inner.config.secret.clone() {
+                    Some(secret) => secret,
+                    None => secret_file_for_executors()?,
+                };
                 let cluster = inner.start_cluster(bind, url.to_string(), secret)?;
                 let driver_url = inner.driver_url.clone().unwrap_or_default();
                 let hint = format!(
@@ -1031,10 +1068,11 @@ impl ContextInner {
         &mut self,
         bind: SocketAddr,
         shuffle_url: String,
-        secret: Option<String>,
+        secret: Secret,
     ) -> Result<Arc<Cluster>, DriverError> {
         let auth = Auth::new(secret);
-        check_bind(&bind, &auth).map_err(DriverError::Config)?;
+        let build_id = riffle_executor::build_id::build_id()
+            .map_err(|e| DriverError::Config(e.to_string()))?;
         let listener = self
             .runtime
             .block_on(tokio::net::TcpListener::bind(bind))
@@ -1043,16 +1081,37 @@ impl ContextInner {
             .local_addr()
             .map_err(|e| DriverError::Config(e.to_string()))?;
         let cluster = Cluster::new(ClusterSettings {
-            build_id: riffle_executor::build_id::build_id().to_string(),
+            build_id: build_id.to_string(),
             shuffle_store: shuffle_url,
             heartbeat_interval: self.config.heartbeat_interval,
             heartbeat_timeout: self.config.heartbeat_timeout,
             max_message_bytes: self.config.max_message_bytes,
             auth,
+            tls: self.config.tls.clone(),
         });
-        self.stop_server = Some(serve(&self.runtime, cluster.clone(), listener));
-        self.driver_url = Some(format!("http://{local}"));
+        self.stop_server = Some(serve(&self.runtime, cluster.clone(), listener)?);
+        let scheme = riffle_executor::tls::scheme(self.config.tls.as_ref());
+        self.driver_url = Some(format!("{scheme}://{local}"));
         self.backend = Arc::new(Backend::Cluster(cluster.clone()));
         Ok(cluster)
     }
+}
+
+/// The secret of a driver that waits for executors started by hand and was
+/// given none: the user's secret file, created (mode 0600) if missing, so
+/// that executors of the same user on this machine find it without setup.
+fn secret_file_for_executors() -> Result<Secret, DriverError> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let path = Secret::default_file(env).ok_or_else(|| {
+        DriverError::Config(riffle_executor::secret::SecretError::Missing.to_string())
+    })?;
+    let (secret, created) =
+        Secret::read_or_create_file(&path).map_err(|e| DriverError::Config(e.to_string()))?;
+    if created {
+        tracing::info!(
+            file = %path.display(),
+            "created the shared secret file; executors on other machines need a copy (mode 0600) or RIFFLE_SECRET"
+        );
+    }
+    Ok(secret)
 }

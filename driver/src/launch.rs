@@ -100,7 +100,9 @@ pub(crate) fn serve(
     runtime: &crate::runtime::IoRuntime,
     cluster: Arc<Cluster>,
     listener: tokio::net::TcpListener,
-) -> tokio::sync::oneshot::Sender<()> {
+) -> Result<tokio::sync::oneshot::Sender<()>, DriverError> {
+    let mut server =
+        riffle_executor::rpc::server(cluster.settings.tls.as_ref()).map_err(DriverError::Config)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let max = cluster.settings.max_message_bytes;
     let service = tonic::service::interceptor::InterceptedService::new(
@@ -119,8 +121,7 @@ pub(crate) fn serve(
         Some((conn, listener))
     });
     runtime.handle().spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let result = server
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
@@ -133,7 +134,7 @@ pub(crate) fn serve(
     runtime
         .handle()
         .spawn(Cluster::monitor_heartbeats(Arc::downgrade(&cluster)));
-    stop_tx
+    Ok(stop_tx)
 }
 
 /// Executor processes started by a `local-cluster` driver. Dropping this
@@ -145,12 +146,12 @@ pub(crate) struct Children {
 
 impl Children {
     /// Starts `count` executors of this very binary with `cores` each and
-    /// `vars` (memory settings) in their environment.
+    /// `vars` (memory and TLS settings) in their environment.
     pub(crate) fn spawn(
         count: usize,
         cores: usize,
         driver_url: &str,
-        secret: &str,
+        secret: &riffle_executor::secret::Secret,
         vars: &[(&str, String)],
     ) -> Result<Children, DriverError> {
         let exe = std::env::current_exe().map_err(|e| {
@@ -175,7 +176,10 @@ impl Children {
                 .env("RIFFLE_ROLE", "executor")
                 .env("RIFFLE_DRIVER", driver_url)
                 .env("RIFFLE_CORES", cores.to_string())
-                .env("RIFFLE_SECRET", secret)
+                // In the environment, never on the command line: every
+                // user of the machine can read a process's arguments.
+                .env("RIFFLE_SECRET", secret.expose())
+                .env_remove("RIFFLE_SECRET_FILE")
                 .env("RIFFLE_EXIT_ON_STDIN_EOF", "1")
                 .envs(vars.iter().map(|(k, v)| (*k, v)))
                 .stdin(Stdio::piped())
@@ -246,16 +250,4 @@ pub(crate) fn wait_for_executors(
         let step = (deadline - now).min(Duration::from_millis(200));
         let _ = runtime.block_on(async { tokio::time::timeout(step, changes.changed()).await });
     }
-}
-
-/// A random shared secret for a driver's own children.
-pub(crate) fn random_secret() -> String {
-    // `RandomState` is seeded from the operating system's randomness.
-    use std::hash::{BuildHasher, Hasher};
-    let word = || {
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    format!("{:016x}{:016x}", word(), word())
 }

@@ -26,9 +26,11 @@ mod faults;
 pub mod memory;
 pub mod rpc;
 pub mod runner;
+pub mod secret;
 pub mod shuffle_input;
 pub mod sql;
 pub mod text;
+pub mod tls;
 pub mod worker;
 
 #[cfg(test)]
@@ -184,11 +186,20 @@ impl Executor {
     /// attempt; a later attempt's spec replaces an earlier one's (tasks
     /// already prepared keep theirs), an earlier one arriving late is
     /// ignored.
-    pub fn register_stage(&self, bytes: &[u8]) -> Result<(), ExecutorError> {
+    ///
+    /// # Safety
+    ///
+    /// A Dataset stage names code by offset (see
+    /// [`riffle_planner::function`]): `bytes` must have been encoded in this
+    /// process, or sent by a driver that authenticated with the shared
+    /// secret and whose build id equals ours. Any other bytes can make this
+    /// jump to an arbitrary address.
+    pub unsafe fn register_stage(&self, bytes: &[u8]) -> Result<(), ExecutorError> {
         let spec: StageSpec = decode(bytes).map_err(ExecutorError::BadMessage)?;
         let key = (spec.job, spec.stage);
         let (stage, attempt) = (spec.stage, spec.attempt);
-        let runtime = StageRuntime::new(spec, || self.sql_engine())
+        // SAFETY: forwarded to our caller.
+        let runtime = unsafe { StageRuntime::new(spec, || self.sql_engine()) }
             .map_err(|source| ExecutorError::Stage { stage, source })?;
         if let Ok(mut stages) = self.stages.lock() {
             match stages.get(&key) {

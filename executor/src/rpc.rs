@@ -9,6 +9,8 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/riffle.v1.rs"));
 }
 
+use crate::secret::Secret;
+use crate::tls::TlsConfig;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -17,52 +19,61 @@ use tonic::{Request, Status};
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Adds (client side) or checks (server side) the shared secret in the
-/// `authorization` header. Without a secret configured, calls pass
-/// unchecked; the driver and executor refuse to listen on anything but
-/// loopback in that case.
-#[derive(Clone, Debug, Default)]
+/// `authorization` header of every call. There is no way to turn it off:
+/// see [`crate::secret`].
+#[derive(Clone, Debug)]
 pub struct Auth {
-    secret: Option<String>,
+    secret: Secret,
+    refusals: Refusals,
 }
 
 impl Auth {
-    /// Authentication with an optional shared secret.
-    pub fn new(secret: Option<String>) -> Self {
+    /// Authentication with `secret`.
+    pub fn new(secret: Secret) -> Self {
         Auth {
-            secret: secret.filter(|s| !s.is_empty()),
+            secret,
+            refusals: Refusals::default(),
         }
     }
 
-    /// Whether a secret is configured.
-    pub fn enabled(&self) -> bool {
-        self.secret.is_some()
+    /// The secret, to hand to executors this process starts.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Where refused calls are logged.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// A client-side interceptor adding the secret to every call.
     pub fn client(&self) -> ClientAuth {
         ClientAuth {
-            header: self
-                .secret
-                .as_ref()
-                .and_then(|s| format!("Bearer {s}").parse().ok()),
+            header: format!("Bearer {}", self.secret.expose()).parse().ok(),
         }
     }
 
     /// A server-side interceptor refusing calls without the secret.
     pub fn server(&self) -> ServerAuth {
         ServerAuth {
-            expected: self
-                .secret
-                .as_ref()
-                .map(|s| format!("Bearer {s}").into_bytes()),
+            expected: format!("Bearer {}", self.secret.expose())
+                .into_bytes()
+                .into(),
+            refusals: self.refusals.clone(),
         }
     }
 }
 
 /// Adds the shared secret to outgoing calls.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientAuth {
     header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientAuth(<redacted>)")
+    }
 }
 
 impl Interceptor for ClientAuth {
@@ -75,28 +86,33 @@ impl Interceptor for ClientAuth {
 }
 
 /// Checks the shared secret of incoming calls.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerAuth {
-    expected: Option<Vec<u8>>,
+    expected: std::sync::Arc<[u8]>,
+    refusals: Refusals,
+}
+
+impl std::fmt::Debug for ServerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerAuth(<redacted>)")
+    }
 }
 
 impl Interceptor for ServerAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(request);
+        let given = request.metadata().get("authorization");
+        let why = match given {
+            Some(v) if constant_time_eq(v.as_bytes(), &self.expected) => return Ok(request),
+            Some(_) => "wrong shared secret",
+            None => "no shared secret",
         };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if constant_time_eq(given, expected) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong shared secret (RIFFLE_SECRET)",
-            ))
-        }
+        Err(self.refusals.refuse(
+            request.remote_addr(),
+            why,
+            Status::unauthenticated(format!(
+                "{why}: every driver and executor of a cluster needs the same one (RIFFLE_SECRET, RIFFLE_SECRET_FILE or ~/.riffle/secret)"
+            )),
+        ))
     }
 }
 
@@ -109,15 +125,81 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Refuses to listen on a non-loopback address without a secret: anyone
-/// who can reach the port could otherwise make this process run code.
-pub fn check_bind(addr: &std::net::SocketAddr, auth: &Auth) -> Result<(), String> {
-    if addr.ip().is_loopback() || auth.enabled() {
-        Ok(())
-    } else {
-        Err(format!(
-            "refusing to listen on {addr} without a shared secret: set RIFFLE_SECRET on the driver and every executor, or bind to 127.0.0.1"
-        ))
+/// Logs refused calls: once per peer address and reason at `warn` (a
+/// scanner or a misconfigured executor retrying must not flood the log),
+/// every further one at `debug`. Never logs the secret, only what was
+/// wrong.
+#[derive(Clone, Debug, Default)]
+pub struct Refusals {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<RefusalKey>>>,
+}
+
+/// A peer's address (without the port: a retrying client opens new
+/// connections) and the reason it was refused.
+type RefusalKey = (Option<std::net::IpAddr>, String);
+
+/// Distinct (peer, reason) pairs remembered; beyond it every refusal logs
+/// at `debug`, so a flood of addresses cannot grow memory.
+const MAX_REMEMBERED_REFUSALS: usize = 1024;
+
+impl Refusals {
+    /// Logs the refusal of a call from `peer` for `why`, and returns
+    /// `status` to send back.
+    pub fn refuse(&self, peer: Option<std::net::SocketAddr>, why: &str, status: Status) -> Status {
+        let key = (peer.map(|p| p.ip()), why.to_string());
+        let first = self
+            .seen
+            .lock()
+            .is_ok_and(|mut seen| seen.len() < MAX_REMEMBERED_REFUSALS && seen.insert(key));
+        let peer = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
+        if first {
+            tracing::warn!(%peer, reason = why, "refused a call (further refusals of this peer for this reason are logged at debug)");
+        } else {
+            tracing::debug!(%peer, reason = why, "refused a call");
+        }
+        status
+    }
+}
+
+/// A channel to `url` (another process of this cluster, named `whose` in
+/// errors), over TLS when `tls` is given. The connection is made lazily,
+/// on the first call.
+///
+/// # Errors
+///
+/// A URL that does not parse, or whose scheme does not match the TLS
+/// setting ([`crate::tls::check_url`]).
+pub fn channel(
+    url: &str,
+    tls: Option<&TlsConfig>,
+    whose: &str,
+) -> Result<tonic::transport::Channel, String> {
+    crate::tls::check_url(url, tls, whose).map_err(|e| e.to_string())?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("{whose} {url:?} is not a valid URL: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client())
+            .map_err(|e| format!("TLS for {whose} {url}: {e}"))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// A gRPC server builder, serving TLS when `tls` is given.
+///
+/// # Errors
+///
+/// The TLS files are not usable (checked already when the configuration
+/// was read, so this is not expected).
+pub fn server(tls: Option<&TlsConfig>) -> Result<tonic::transport::Server, String> {
+    let builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    match tls {
+        Some(tls) => builder
+            .tls_config(tls.server())
+            .map_err(|e| format!("cannot serve TLS: {e}")),
+        None => Ok(builder),
     }
 }
 
@@ -134,28 +216,20 @@ mod tests {
 
     #[test]
     fn secret_is_checked() {
-        let auth = Auth::new(Some("s3cret".into()));
+        let auth = Auth::new(Secret::new("s3cret", "test").unwrap());
         let mut server = auth.server();
         let mut client = auth.client();
         let ok = client.call(Request::new(())).unwrap();
         assert!(server.call(ok).is_ok());
         let err = server.call(Request::new(())).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        let mut wrong = Auth::new(Some("other".into())).client();
-        assert!(server.call(wrong.call(Request::new(())).unwrap()).is_err());
-        assert!(Auth::new(None).server().call(Request::new(())).is_ok());
-    }
-
-    #[test]
-    fn public_bind_needs_secret() {
-        let public: std::net::SocketAddr = "0.0.0.0:7077".parse().unwrap();
-        let local: std::net::SocketAddr = "127.0.0.1:7077".parse().unwrap();
-        assert!(
-            check_bind(&public, &Auth::new(None))
-                .unwrap_err()
-                .contains("RIFFLE_SECRET")
-        );
-        assert!(check_bind(&public, &Auth::new(Some("x".into()))).is_ok());
-        assert!(check_bind(&local, &Auth::new(None)).is_ok());
+        assert!(err.message().starts_with("no shared secret"), "{err:?}");
+        let mut wrong = Auth::new(Secret::new("other", "test").unwrap()).client();
+        let err = server
+            .call(wrong.call(Request::new(())).unwrap())
+            .unwrap_err();
+        assert!(err.message().starts_with("wrong shared secret"), "{err:?}");
+        assert!(!err.message().contains("s3cret") && !err.message().contains("other"));
+        assert!(!format!("{auth:?} {client:?} {server:?}").contains("s3cret"));
     }
 }

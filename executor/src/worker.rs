@@ -15,7 +15,9 @@
 
 use crate::rpc::v1::driver_service_client::DriverServiceClient;
 use crate::rpc::v1::executor_service_server::{ExecutorService, ExecutorServiceServer};
-use crate::rpc::{Auth, ClientAuth, check_bind};
+use crate::rpc::{Auth, ClientAuth, Refusals};
+use crate::secret::Secret;
+use crate::tls::TlsConfig;
 use crate::{Executor, build_id};
 use riffle_planner::ids::{ExecutorId, JobId, StageId, TaskId};
 use riffle_planner::proto::{PROTOCOL_VERSION, v1};
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// How an executor process is started (CLI flags or `RIFFLE_*` variables).
@@ -48,8 +50,11 @@ pub struct WorkerConfig {
     /// Shuffle compression (`RIFFLE_SHUFFLE_COMPRESSION`: `lz4` or `none`;
     /// by default none for a local directory, LZ4 for remote stores).
     pub shuffle_compression: Option<String>,
-    /// Shared secret (`RIFFLE_SECRET`).
-    pub secret: Option<String>,
+    /// Shared secret (`RIFFLE_SECRET`, `RIFFLE_SECRET_FILE` or
+    /// `~/.riffle/secret`; see [`crate::secret`]).
+    pub secret: Secret,
+    /// TLS for both directions (`RIFFLE_TLS_*`; see [`crate::tls`]).
+    pub tls: Option<TlsConfig>,
     /// Exit when stdin reaches end of file (set for `local-cluster` children).
     pub exit_on_stdin_eof: bool,
     /// Memory pool and spill directory (`--memory`, `RIFFLE_EXECUTOR_MEMORY`,
@@ -88,20 +93,20 @@ pub enum WorkerError {
 pub type DriverClient =
     DriverServiceClient<tonic::service::interceptor::InterceptedService<Channel, ClientAuth>>;
 
-/// Connects a client to `url`, with the secret and message limit applied.
+/// Connects a client to `url`, with the secret, TLS and message limit
+/// applied.
 pub fn driver_client(
     url: &str,
     auth: &Auth,
+    tls: Option<&TlsConfig>,
     max_message_bytes: usize,
 ) -> Result<DriverClient, WorkerError> {
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| WorkerError::Connect {
-        driver: url.to_string(),
-        message: e.to_string(),
+    let channel = crate::rpc::channel(url, tls, "the driver URL").map_err(|message| {
+        WorkerError::Connect {
+            driver: url.to_string(),
+            message,
+        }
     })?;
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy();
     Ok(
         DriverServiceClient::with_interceptor(channel, auth.client())
             .max_decoding_message_size(max_message_bytes)
@@ -112,7 +117,7 @@ pub fn driver_client(
 /// Runs an executor process until it is told to stop or loses its driver.
 pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
     let auth = Auth::new(config.secret.clone());
-    check_bind(&config.bind, &auth).map_err(WorkerError::Start)?;
+    let build_id = build_id::build_id().map_err(|e| WorkerError::Start(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| WorkerError::Bind {
@@ -122,13 +127,21 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
     let local = listener
         .local_addr()
         .map_err(|e| WorkerError::Start(e.to_string()))?;
+    let tls = config.tls.as_ref();
     let address = config
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+        .unwrap_or_else(|| format!("{}://{local}", crate::tls::scheme(tls)));
+    crate::tls::check_url(&address, tls, "the advertised address")
+        .map_err(|e| WorkerError::Start(e.to_string()))?;
 
-    let mut client = driver_client(&config.driver, &auth, crate::rpc::DEFAULT_MAX_MESSAGE_BYTES)?;
-    let registration = register(&mut client, &config, &address).await?;
+    let mut client = driver_client(
+        &config.driver,
+        &auth,
+        tls,
+        crate::rpc::DEFAULT_MAX_MESSAGE_BYTES,
+    )?;
+    let registration = register(&mut client, &config, &address, build_id).await?;
     let id = ExecutorId(registration.executor_id);
     let max_message = registration.max_message_bytes as usize;
     let client = client
@@ -166,6 +179,8 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
         running: Arc::new(Mutex::new(HashMap::new())),
         shutdown: shutdown.clone(),
         max_message,
+        build_id,
+        refusals: auth.refusals().clone(),
     };
     let running = service.running.clone();
     let interval = Duration::from_millis(u64::from(registration.heartbeat_interval_ms.max(50)));
@@ -185,8 +200,8 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
     }
     let server = ExecutorServiceServer::with_interceptor(service, auth.server());
     let incoming = tokio_stream_from(listener);
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    crate::rpc::server(tls)
+        .map_err(WorkerError::Start)?
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })
         .await
@@ -213,10 +228,11 @@ async fn register(
     client: &mut DriverClient,
     config: &WorkerConfig,
     address: &str,
+    build_id: &str,
 ) -> Result<v1::RegisterExecutorResponse, WorkerError> {
     let request = v1::RegisterExecutorRequest {
         protocol_version: PROTOCOL_VERSION,
-        build_id: build_id::build_id().to_string(),
+        build_id: build_id.to_string(),
         address: address.to_string(),
         cores: config.cores as u32,
         memory_bytes: 0,
@@ -345,6 +361,37 @@ struct Worker {
     running: Arc<Mutex<HashMap<v1::TaskKey, Instant>>>,
     shutdown: Arc<Notify>,
     max_message: usize,
+    /// This process's build id: launches from a driver with another are
+    /// refused before any of their code is looked at.
+    build_id: &'static str,
+    refusals: Refusals,
+}
+
+impl Worker {
+    /// Refuses a call addressed to another executor id (or to none): the
+    /// driver names the id it assigned this process at registration.
+    fn addressed_to_us(
+        &self,
+        peer: Option<SocketAddr>,
+        call: &str,
+        executor_id: Option<u32>,
+    ) -> Result<(), Status> {
+        let ours = self.executor.id();
+        match executor_id {
+            Some(id) if id == ours.0 => Ok(()),
+            other => {
+                let named =
+                    other.map_or("no executor id".to_string(), |id| format!("executor-{id}"));
+                Err(self.refusals.refuse(
+                    peer,
+                    "wrong executor id",
+                    Status::permission_denied(format!(
+                        "{call} names {named}, but this is {ours}: only its own driver may call an executor"
+                    )),
+                ))
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -353,10 +400,27 @@ impl ExecutorService for Worker {
         &self,
         request: Request<v1::LaunchTasksRequest>,
     ) -> Result<Response<v1::LaunchTasksResponse>, Status> {
+        let peer = request.remote_addr();
         let request = request.into_inner();
+        self.addressed_to_us(peer, "LaunchTasks", request.executor_id)?;
+        if request.build_id != self.build_id {
+            return Err(self.refusals.refuse(
+                peer,
+                "build id mismatch",
+                Status::failed_precondition(format!(
+                    "LaunchTasks from a driver running build {:?}, but this executor runs build {}: \
+                     start executors from the same binary as the driver",
+                    request.build_id, self.build_id
+                )),
+            ));
+        }
         for stage in &request.stages {
-            self.executor
-                .register_stage(&stage.spec)
+            // SAFETY: the `ServerAuth` interceptor let this call through
+            // only with the shared secret, so it comes from our driver (or a
+            // process its user trusts with the secret), and its build id was
+            // checked just above to equal ours: the code offsets in the
+            // stage are offsets into this very binary.
+            unsafe { self.executor.register_stage(&stage.spec) }
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         // Validate every task before starting any, so a bad message changes nothing.
@@ -412,14 +476,12 @@ impl ExecutorService for Worker {
         &self,
         request: Request<v1::CancelTasksRequest>,
     ) -> Result<Response<v1::CancelTasksResponse>, Status> {
+        let peer = request.remote_addr();
+        let request = request.into_inner();
+        self.addressed_to_us(peer, "CancelTasks", request.executor_id)?;
         // Every field of a TaskKey is a plain integer, so any key names an
         // attempt; one that is not running here is simply not found.
-        let tasks: Vec<TaskId> = request
-            .into_inner()
-            .tasks
-            .into_iter()
-            .map(TaskId::from)
-            .collect();
+        let tasks: Vec<TaskId> = request.tasks.into_iter().map(TaskId::from).collect();
         let killed = self.executor.cancel_tasks(&tasks);
         tracing::debug!(
             executor = %self.executor.id(),
@@ -477,7 +539,8 @@ impl WorkerConfig {
     /// `RIFFLE_CORES`, `RIFFLE_BIND`, `RIFFLE_ADVERTISE`,
     /// `RIFFLE_SHUFFLE_STORE`, `RIFFLE_EXECUTOR_MEMORY` (see
     /// [`crate::memory::MemoryConfig::from_vars`]); the secret comes from
-    /// `RIFFLE_SECRET` only, so it never shows in a process list.
+    /// `RIFFLE_SECRET` or a file (see [`crate::secret`]), never from a
+    /// flag, so it never shows in a process list.
     pub fn from_process() -> Result<Option<WorkerConfig>, String> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let by_flag = args.iter().any(|a| a == "--executor");
@@ -523,6 +586,9 @@ impl WorkerConfig {
             flags.insert(key, value);
         }
         let get = |key: &str, var: &str| flags.get(key).cloned().or_else(|| env(var));
+        let secret = Secret::from_env(&env)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| crate::secret::SecretError::Missing.to_string())?;
         let driver = get("driver", "RIFFLE_DRIVER").ok_or(
             "the executor needs the driver's URL: --driver http://HOST:PORT (or RIFFLE_DRIVER)",
         )?;
@@ -556,7 +622,8 @@ impl WorkerConfig {
             advertise: get("advertise", "RIFFLE_ADVERTISE"),
             shuffle_store: get("shuffle-store", "RIFFLE_SHUFFLE_STORE"),
             shuffle_compression: env("RIFFLE_SHUFFLE_COMPRESSION"),
-            secret: env("RIFFLE_SECRET"),
+            secret,
+            tls: TlsConfig::from_env(&env).map_err(|e| e.to_string())?,
             exit_on_stdin_eof: env("RIFFLE_EXIT_ON_STDIN_EOF").is_some_and(|v| v == "1"),
         })
     }
@@ -583,7 +650,11 @@ mod tests {
 
     #[test]
     fn flags_and_environment() {
-        let env = |name: &str| (name == "RIFFLE_CORES").then(|| "3".to_string());
+        let env = |name: &str| match name {
+            "RIFFLE_CORES" => Some("3".to_string()),
+            "RIFFLE_SECRET" => Some("s".to_string()),
+            _ => None,
+        };
         let c = WorkerConfig::parse(
             &args(&["--executor", "--driver", "http://h:1", "--bind=0.0.0.0:9"]),
             env,
@@ -592,14 +663,14 @@ mod tests {
         assert_eq!(c.driver, "http://h:1");
         assert_eq!(c.cores, 3);
         assert_eq!(c.bind.to_string(), "0.0.0.0:9");
-        let err =
-            WorkerConfig::parse(&args(&["--cores", "0", "--driver", "x"]), |_| None).unwrap_err();
+        let err = WorkerConfig::parse(&args(&["--cores", "0", "--driver", "x"]), env).unwrap_err();
         assert!(err.contains("--cores"), "{err}");
-        let err = WorkerConfig::parse(&args(&[]), |_| None).unwrap_err();
+        let err = WorkerConfig::parse(&args(&[]), env).unwrap_err();
         assert!(err.contains("--driver"), "{err}");
-        let err =
-            WorkerConfig::parse(&args(&["--driver", "x", "--bogus", "1"]), |_| None).unwrap_err();
+        let err = WorkerConfig::parse(&args(&["--driver", "x", "--bogus", "1"]), env).unwrap_err();
         assert!(err.contains("--bogus"), "{err}");
+        let err = WorkerConfig::parse(&args(&["--driver", "x"]), |_| None).unwrap_err();
+        assert!(err.contains("no shared secret"), "{err}");
     }
 
     #[test]
@@ -608,6 +679,7 @@ mod tests {
         let env = |name: &str| match name {
             "RIFFLE_EXECUTOR_MEMORY" => Some("2g".to_string()),
             "RIFFLE_FORCE_SPILL_EVERY" => Some("5".to_string()),
+            "RIFFLE_SECRET" => Some("s".to_string()),
             _ => None,
         };
         let c = WorkerConfig::parse(&args(&["--driver", "x"]), env).unwrap();
@@ -618,8 +690,10 @@ mod tests {
         let err =
             WorkerConfig::parse(&args(&["--driver", "x", "--memory", "lots"]), env).unwrap_err();
         assert!(err.contains("--memory") && err.contains("lots"), "{err}");
-        let err = WorkerConfig::parse(&args(&["--driver", "x"]), |n| {
-            (n == "RIFFLE_EXECUTOR_MEMORY").then(|| "12q".to_string())
+        let err = WorkerConfig::parse(&args(&["--driver", "x"]), |n| match n {
+            "RIFFLE_EXECUTOR_MEMORY" => Some("12q".to_string()),
+            "RIFFLE_SECRET" => Some("s".to_string()),
+            _ => None,
         })
         .unwrap_err();
         assert!(err.contains("RIFFLE_EXECUTOR_MEMORY"), "{err}");

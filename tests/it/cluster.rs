@@ -44,15 +44,20 @@ fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> Option<Drain> {
     })
 }
 
+/// What process `index` has written to stderr so far.
+pub(crate) fn stderr_so_far(procs: &Processes, index: usize) -> String {
+    procs.1[index]
+        .1
+        .as_ref()
+        .map(|d| d.seen.lock().unwrap().clone())
+        .unwrap_or_default()
+}
+
 /// Waits until process `index` has written `text` to stderr.
 pub(crate) fn wait_for_stderr(procs: &Processes, index: usize, text: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let seen = procs.1[index]
-            .1
-            .as_ref()
-            .map(|d| d.seen.lock().unwrap().clone())
-            .unwrap_or_default();
+        let seen = stderr_so_far(procs, index);
         if seen.contains(text) {
             return;
         }
@@ -96,7 +101,7 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -140,7 +145,7 @@ fn local_cluster_answers_equal_embedded() {
 }
 
 /// Starts `jobs` as a driver on a fixed port waiting for `min` executors.
-fn start_driver(procs: &mut Processes, port: u16, min: usize, job: &str) -> usize {
+pub(crate) fn start_driver(procs: &mut Processes, port: u16, min: usize, job: &str) -> usize {
     let child = Command::new(example("jobs"))
         .args([
             "--master",
@@ -149,6 +154,7 @@ fn start_driver(procs: &mut Processes, port: u16, min: usize, job: &str) -> usiz
             &min.to_string(),
             job,
         ])
+        .env("RIFFLE_SECRET", crate::wire::SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -156,9 +162,14 @@ fn start_driver(procs: &mut Processes, port: u16, min: usize, job: &str) -> usiz
     procs.push(child)
 }
 
-fn start_executor(procs: &mut Processes, binary: std::path::PathBuf, args: &[&str]) -> usize {
+pub(crate) fn start_executor(
+    procs: &mut Processes,
+    binary: std::path::PathBuf,
+    args: &[&str],
+) -> usize {
     let child = Command::new(binary)
         .args(args)
+        .env("RIFFLE_SECRET", crate::wire::SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -299,6 +310,7 @@ fn a_job_with_no_executor_left_fails_with_a_hint() {
     let child = Command::new(example("jobs"))
         .args(["--master", &format!("riffle://127.0.0.1:{port}"), "slow"])
         .env("RIFFLE_EXECUTOR_WAIT_SECS", "10")
+        .env("RIFFLE_SECRET", crate::wire::SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,6 +4,7 @@
 // Test helpers outside `#[test]` functions unwrap freely too.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod chaos;
 mod cluster;
 mod conventions;
@@ -15,6 +16,7 @@ mod s3;
 mod scheduling;
 mod sql;
 mod text_input;
+mod tls;
 mod tpch;
 mod ui;
 mod wire;

@@ -7,13 +7,43 @@ use riffle_executor::rpc::v1::driver_service_client::DriverServiceClient;
 use riffle_planner::proto::{PROTOCOL_VERSION, v1};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
+/// The shared secret of the drivers these tests start.
+pub(crate) const SECRET: &str = "wire-test-secret";
+
 /// A driver with no executors, listening on a free loopback port.
 fn driver() -> Context {
     Context::builder()
         .master("riffle://127.0.0.1:0")
         .min_executors(0)
+        .secret(SECRET)
         .build()
         .unwrap()
+}
+
+/// This binary's build id (always computable in tests).
+pub(crate) fn build_id() -> &'static str {
+    riffle_executor::build_id::build_id().unwrap()
+}
+
+/// A driver client carrying `secret`.
+pub(crate) async fn client_with(
+    url: &str,
+    secret: &str,
+) -> DriverServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        riffle_executor::rpc::ClientAuth,
+    >,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let auth = riffle_executor::rpc::Auth::new(
+        riffle_executor::secret::Secret::new(secret, "test").unwrap(),
+    );
+    DriverServiceClient::with_interceptor(channel, auth.client())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -73,7 +103,11 @@ async fn raw_call(url: &str, method: &str, body: Vec<u8>) -> Result<Vec<u8>, ton
     let path = format!("/riffle.v1.DriverService/{method}")
         .parse()
         .unwrap();
-    grpc.unary(tonic::Request::new(body), path, RawCodec)
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {SECRET}").parse().unwrap());
+    grpc.unary(request, path, RawCodec)
         .await
         .map(|r| r.into_inner())
 }
@@ -94,7 +128,7 @@ fn malformed_and_truncated_messages_are_refused() {
     let ctx = driver();
     let url = ctx.driver_url().unwrap().to_string();
     let rt = runtime();
-    let valid = registration(riffle_executor::build_id::build_id()).encode_to_vec();
+    let valid = registration(build_id()).encode_to_vec();
     let truncated = valid[..valid.len() / 2].to_vec();
     let err = rt
         .block_on(raw_call(&url, "RegisterExecutor", truncated))
@@ -118,7 +152,7 @@ fn wrong_versions_statuses_of_strangers_and_unknown_tasks_are_refused() {
     let url = ctx.driver_url().unwrap().to_string();
     let rt = runtime();
     rt.block_on(async {
-        let mut client = DriverServiceClient::connect(url.clone()).await.unwrap();
+        let mut client = client_with(&url, SECRET).await;
 
         let err = client
             .register_executor(registration("some-other-build"))
@@ -126,12 +160,8 @@ fn wrong_versions_statuses_of_strangers_and_unknown_tasks_are_refused() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
         assert!(err.message().contains("some-other-build"), "{err:?}");
-        assert!(
-            err.message()
-                .contains(riffle_executor::build_id::build_id()),
-            "{err:?}"
-        );
-        let mut old = registration(riffle_executor::build_id::build_id());
+        assert!(err.message().contains(build_id()), "{err:?}");
+        let mut old = registration(build_id());
         old.protocol_version = 999;
         let err = client.register_executor(old).await.unwrap_err();
         assert!(err.message().contains("protocol version 999"), "{err:?}");
@@ -156,13 +186,14 @@ fn wrong_versions_statuses_of_strangers_and_unknown_tasks_are_refused() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
         assert!(
-            err.message().contains("executor-42 is not registered"),
+            err.message()
+                .contains("from executor-42, which is not registered"),
             "{err:?}"
         );
 
         // A registered executor reporting a task it was never given.
         let id = client
-            .register_executor(registration(riffle_executor::build_id::build_id()))
+            .register_executor(registration(build_id()))
             .await
             .unwrap()
             .into_inner()

@@ -12,4 +12,4 @@ pub mod v1 {
 }
 
 /// Version of the protocol; registration with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
