@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A moto_server process on a free loopback port, stopped on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
     port: u16,
 }
 
 impl S3Server {
-    fn start() -> S3Server {
+    pub(crate) fn start() -> S3Server {
         if Command::new("moto_server").arg("--help").output().is_err() {
             crate::install_test_deps("the S3 tests need moto_server");
         }
@@ -45,7 +45,7 @@ impl S3Server {
     }
 
     /// Creates a bucket (moto accepts an unsigned PUT).
-    fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             conn,
@@ -59,7 +59,7 @@ impl S3Server {
     }
 
     /// The environment every process uses to reach this server.
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT", self.endpoint()),
             ("AWS_ALLOW_HTTP", "true".into()),
