@@ -120,7 +120,7 @@ impl PhysicalExtensionCodec for RiffleCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (node, _): (Node, usize) =
-            bincode::serde::decode_from_slice(buf, CONFIG).map_err(|e| error(e.to_string()))?;
+            riffle_planner::codec::decode_bounded(buf).map_err(|e| error(e.to_string()))?;
         match node {
             Node::Writer { partitioning } => {
                 let input = inputs
