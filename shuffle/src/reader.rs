@@ -199,17 +199,34 @@ pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, Shuffl
         .collect()
 }
 
+/// The largest index object read: an index is the map task's
+/// `MapStatus` blocks, which also travel to the driver in one gRPC message
+/// (64 MiB by default), so a larger one cannot be genuine and is refused
+/// before it is downloaded.
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
 /// Reads a map task's index object (used to validate outputs).
 pub async fn read_index(
     store: &ShuffleStore,
     data_path: &Path,
 ) -> Result<Vec<BlockInfo>, ShuffleError> {
     let index_path = ShuffleStore::index_path(data_path);
-    let bytes = store
+    let object = store
         .store
         .get(&index_path)
         .await
-        .map_err(|e| ShuffleError::storage(&index_path, e))?
+        .map_err(|e| ShuffleError::storage(&index_path, e))?;
+    if object.meta.size > MAX_INDEX_BYTES {
+        return Err(ShuffleError::Corrupt {
+            path: index_path.to_string(),
+            message: format!(
+                "the index is {} bytes, more than the {MAX_INDEX_BYTES} an index can be",
+                object.meta.size
+            ),
+            source: None,
+        });
+    }
+    let bytes = object
         .bytes()
         .await
         .map_err(|e| ShuffleError::storage(&index_path, e))?;
