@@ -13,6 +13,82 @@ use serde::de::DeserializeOwned;
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 
+/// Bytes bincode may claim per input byte when decoding valid input. Its
+/// limit counts the fixed width of every integer decoded (8 for a `u64`
+/// even when the varint on the wire is one byte; 16 at most, for a `u128`)
+/// and the declared length of every string or byte buffer, which it
+/// allocates *before* reading. So valid input of `n` bytes claims at most
+/// `16 * n`, while a hostile length prefix claims what it declares and is
+/// refused by the limit before the allocation.
+const CLAIM_PER_INPUT_BYTE: usize = 16;
+
+/// The largest input [`decode_bounded`] accepts: 4 GiB. Records live in
+/// Arrow binary arrays (32-bit offsets, under 2 GiB each) and descriptors
+/// in gRPC messages (64 MiB by default), so nothing legitimate comes near.
+pub const MAX_DECODE_INPUT: usize = 1 << 32;
+
+/// Why bincode bytes did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeFailure {
+    /// A length prefix (of a string, a byte buffer) declares more than the
+    /// input could hold: corrupt or hostile bytes, refused before
+    /// allocating what it declares.
+    #[error(
+        "a length in the {input}-byte input declares more than it can hold \
+         (limit {limit} bytes)"
+    )]
+    LengthTooLarge {
+        /// Length of the input.
+        input: usize,
+        /// The limit the decode ran with.
+        limit: usize,
+    },
+    /// The input is larger than [`MAX_DECODE_INPUT`].
+    #[error("the input is {input} bytes, larger than the {MAX_DECODE_INPUT} bytes Riffle decodes")]
+    InputTooLarge {
+        /// Length of the input.
+        input: usize,
+    },
+    /// Any other malformation (truncated, an invalid enum tag, bad UTF-8).
+    #[error("{0}")]
+    Bincode(bincode::error::DecodeError),
+}
+
+/// Decodes a `T` from the start of `bytes` (bincode, standard
+/// configuration), returning it and the bytes it used, with what the
+/// decode may allocate bounded by the input's length.
+///
+/// bincode's limit is a const generic, so it cannot be `bytes.len()`
+/// itself: the smallest of a few limits (1 MiB, 16 MiB, 256 MiB, 4 GiB,
+/// 64 GiB) that is at least [`CLAIM_PER_INPUT_BYTE`] times the input is
+/// used. Valid input never reaches it; a corrupt length prefix can make the
+/// decode allocate at most that limit (so at most 1 MiB, or 256 times the
+/// input) before it fails. Sequences are not preallocated beyond 1 MiB by
+/// serde, so strings and byte buffers are the only unbounded case, and the
+/// limit covers them.
+pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeFailure> {
+    let input = bytes.len();
+    if input > MAX_DECODE_INPUT {
+        return Err(DecodeFailure::InputTooLarge { input });
+    }
+    let claim = input.saturating_mul(CLAIM_PER_INPUT_BYTE);
+    macro_rules! with_first_limit_above_claim {
+        ($($limit:expr),*) => {$(
+            if claim <= $limit {
+                return bincode::serde::decode_from_slice(bytes, CONFIG.with_limit::<{ $limit }>())
+                    .map_err(|e| match e {
+                        bincode::error::DecodeError::LimitExceeded => {
+                            DecodeFailure::LengthTooLarge { input, limit: $limit }
+                        }
+                        e => DecodeFailure::Bincode(e),
+                    });
+            }
+        )*};
+    }
+    with_first_limit_above_claim!(1 << 20, 1 << 24, 1 << 28, 1 << 32, 1 << 36);
+    Err(DecodeFailure::InputTooLarge { input })
+}
+
 /// Appends the encoding of `value` to `out`.
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), PipelineError> {
     bincode::serde::encode_into_std_write(value, out, CONFIG)
@@ -22,7 +98,7 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Pip
 
 /// Decodes one record from exactly `bytes`.
 pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
-    bincode::serde::decode_from_slice(bytes, CONFIG)
+    decode_bounded(bytes)
         .map(|(v, _)| v)
         .map_err(|e| PipelineError::codec("decoding a record", e))
 }

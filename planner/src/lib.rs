@@ -27,6 +27,8 @@ pub mod codec;
 pub mod error;
 pub mod failpoints;
 pub mod function;
+#[cfg(test)]
+mod hostile_input;
 pub mod ids;
 pub mod memory;
 pub mod pipeline;

@@ -22,7 +22,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PipelineError> {
 
 /// Decodes a descriptor; trailing bytes or a truncated message are errors.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)
+    let (value, used) = crate::codec::decode_bounded(bytes)
         .map_err(|e| PipelineError::codec("decoding a descriptor", e))?;
     if used != bytes.len() {
         return Err(PipelineError::codec_message(format!(
@@ -31,6 +31,46 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
         )));
     }
     Ok(value)
+}
+
+/// Deepest nesting of [`PartitionPlan`]s a decode accepts. A plan nests
+/// one level per narrow dataset operation over another's partition, and
+/// serde decodes nesting by recursion: without a bound, a few bytes per
+/// level of hostile input would overflow the stack (an abort, not an
+/// error). 512 levels decode well within a 2 MiB thread stack in a debug
+/// build (`hostile_input::deepest_accepted_plan_decodes_on_a_small_stack`).
+pub const MAX_PLAN_DEPTH: usize = 512;
+
+thread_local! {
+    /// Partition plans being decoded on this thread, outermost first.
+    static PLAN_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes a nested partition plan, refusing nesting beyond
+/// [`MAX_PLAN_DEPTH`].
+fn nested<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    /// Leaves a level however the inner decode ends.
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            PLAN_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let depth = PLAN_DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let _level = Level;
+    if depth > MAX_PLAN_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "partition plans nested deeper than {MAX_PLAN_DEPTH} levels"
+        )));
+    }
+    T::deserialize(deserializer)
 }
 
 /// Index of an operator in [`StageSpec::ops`].
@@ -162,6 +202,7 @@ pub enum PartitionPlan {
         /// The `NarrowOp`.
         op: OpIndex,
         /// Its input.
+        #[serde(deserialize_with = "nested")]
         input: Box<PartitionPlan>,
     },
     /// One partition of a SQL stage's fragment.
@@ -185,6 +226,7 @@ pub enum PartitionPlan {
         /// The `ConcatOp`.
         op: OpIndex,
         /// The parent partitions, in order.
+        #[serde(deserialize_with = "nested")]
         inputs: Vec<PartitionPlan>,
     },
 }

@@ -21,6 +21,9 @@
 //! Architecture invariant: this crate knows storage, not scheduling.
 
 pub mod error;
+#[cfg(test)]
+mod hostile_input;
+mod ipc;
 pub mod layout;
 pub mod lines;
 pub mod reader;

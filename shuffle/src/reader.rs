@@ -1,13 +1,15 @@
 //! The reduce side: range-read blocks and decode them.
 
 use crate::error::{FetchError, ShuffleError};
+use crate::ipc::{InMemory, IpcStream, Problem};
 use crate::layout::ShuffleStore;
 use arrow_array::{Array, BinaryArray, RecordBatch};
-use arrow_ipc::reader::StreamReader;
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use riffle_planner::BoxError;
 use riffle_planner::task::{BlockInfo, BlockLocation};
 
 /// Fetches blocks with at most `in_flight` requests outstanding, yielding
@@ -114,27 +116,30 @@ fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
 }
 
 /// The record batches of one block (a complete IPC stream), decoded one
-/// at a time as they are asked for, so a large block is held once, encoded.
+/// at a time as they are asked for, so a large block is held once, encoded
+/// (batches are zero-copy slices of it). Every message is checked against
+/// the block's bytes before Arrow decodes it ([`crate::ipc`]): a damaged or
+/// hostile block is a [`ShuffleError::Corrupt`] naming the object and the
+/// message, never a panic or an allocation of what it merely declares.
 pub struct BlockBatches {
-    reader: StreamReader<std::io::Cursor<Bytes>>,
+    stream: IpcStream<InMemory>,
     path: String,
 }
 
-fn not_ipc(path: &str, e: arrow_schema::ArrowError) -> ShuffleError {
+fn corrupt(path: &str, problem: Problem) -> ShuffleError {
     ShuffleError::Corrupt {
         path: path.to_string(),
-        message: "not a valid Arrow IPC stream".into(),
-        source: Some(Box::new(e)),
+        message: format!("not a valid Arrow IPC stream: {}", problem.message),
+        source: problem.source.map(|e| Box::new(e) as BoxError),
     }
 }
 
 impl BlockBatches {
     /// Starts decoding `bytes`, a block of the object at `path`.
     pub fn new(path: &str, bytes: Bytes) -> Result<Self, ShuffleError> {
-        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(|e| not_ipc(path, e))?;
+        let stream = IpcStream::open(InMemory::new(bytes)).map_err(|p| corrupt(path, p))?;
         Ok(BlockBatches {
-            reader,
+            stream,
             path: path.to_string(),
         })
     }
@@ -143,6 +148,11 @@ impl BlockBatches {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The schema the block declares.
+    pub fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
 }
 
 impl Iterator for BlockBatches {
@@ -150,10 +160,17 @@ impl Iterator for BlockBatches {
 
     fn next(&mut self) -> Option<Self::Item> {
         let path = &self.path;
-        self.reader
-            .next()
-            .map(|batch| batch.map_err(|e| not_ipc(path, e)))
+        self.stream
+            .next_batch()
+            .map_err(|p| corrupt(path, p))
+            .transpose()
     }
+}
+
+/// The schema of `bytes`, an IPC stream with no batches (a schema shipped
+/// in a plan), checked as a block is; errors name `what`.
+pub fn read_schema(what: &str, bytes: Bytes) -> Result<SchemaRef, ShuffleError> {
+    Ok(BlockBatches::new(what, bytes)?.schema())
 }
 
 /// Decodes one block (a complete IPC stream) into record batches.
@@ -182,17 +199,34 @@ pub fn decode_block(path: &str, bytes: Bytes) -> Result<Vec<BinaryArray>, Shuffl
         .collect()
 }
 
+/// The largest index object read: an index is the map task's
+/// `MapStatus` blocks, which also travel to the driver in one gRPC message
+/// (64 MiB by default), so a larger one cannot be genuine and is refused
+/// before it is downloaded.
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
 /// Reads a map task's index object (used to validate outputs).
 pub async fn read_index(
     store: &ShuffleStore,
     data_path: &Path,
 ) -> Result<Vec<BlockInfo>, ShuffleError> {
     let index_path = ShuffleStore::index_path(data_path);
-    let bytes = store
+    let object = store
         .store
         .get(&index_path)
         .await
-        .map_err(|e| ShuffleError::storage(&index_path, e))?
+        .map_err(|e| ShuffleError::storage(&index_path, e))?;
+    if object.meta.size > MAX_INDEX_BYTES {
+        return Err(ShuffleError::Corrupt {
+            path: index_path.to_string(),
+            message: format!(
+                "the index is {} bytes, more than the {MAX_INDEX_BYTES} an index can be",
+                object.meta.size
+            ),
+            source: None,
+        });
+    }
+    let bytes = object
         .bytes()
         .await
         .map_err(|e| ShuffleError::storage(&index_path, e))?;

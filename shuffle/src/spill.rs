@@ -13,9 +13,9 @@
 //! ```
 
 use crate::error::ShuffleError;
+use crate::ipc::{IpcStream, Problem, Reading};
 use crate::writer::RECORD_SCHEMA;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch};
-use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use riffle_planner::BoxError;
 use std::io::{BufReader, BufWriter, Write};
@@ -97,10 +97,21 @@ impl RunWriter {
     }
 }
 
-/// Reads one run back, a batch at a time.
+/// Reads one run back, a batch at a time. Each message is checked against
+/// the file's length before it is read ([`crate::ipc`]), so a damaged run
+/// is an error naming the file, never a panic or an allocation of what a
+/// length merely declares.
 pub struct RunReader {
-    reader: StreamReader<BufReader<std::fs::File>>,
+    stream: IpcStream<Reading<BufReader<std::fs::File>>>,
     path: String,
+}
+
+fn damaged(path: &str, problem: Problem) -> ShuffleError {
+    let message = format!("reading a spill run: {}", problem.message);
+    match problem.source {
+        Some(e) => spill_error(path, &message, e),
+        None => spill_error(path, "reading a spill run", problem.message),
+    }
 }
 
 impl RunReader {
@@ -109,9 +120,13 @@ impl RunReader {
         let name = path.display().to_string();
         let file =
             std::fs::File::open(path).map_err(|e| spill_error(&name, "opening a spill run", e))?;
-        let reader = StreamReader::try_new(BufReader::with_capacity(64 << 10, file), None)
-            .map_err(|e| spill_error(&name, "reading a spill run", e))?;
-        Ok(RunReader { reader, path: name })
+        let len = file
+            .metadata()
+            .map_err(|e| spill_error(&name, "opening a spill run", e))?
+            .len();
+        let source = Reading::new(BufReader::with_capacity(64 << 10, file), len);
+        let stream = IpcStream::open(source).map_err(|p| damaged(&name, p))?;
+        Ok(RunReader { stream, path: name })
     }
 }
 
@@ -119,9 +134,9 @@ impl Iterator for RunReader {
     type Item = Result<BinaryArray, ShuffleError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let batch = match self.reader.next()? {
-            Ok(batch) => batch,
-            Err(e) => return Some(Err(spill_error(&self.path, "reading a spill run", e))),
+        let batch = match self.stream.next_batch() {
+            Ok(batch) => batch?,
+            Err(p) => return Some(Err(damaged(&self.path, p))),
         };
         Some(
             batch

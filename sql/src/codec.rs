@@ -105,10 +105,11 @@ pub(crate) fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The schema of [`schema_to_bytes`]'s output.
+/// The schema of [`schema_to_bytes`]'s output, checked as a shuffle block
+/// is (a plan's bytes come from the driver, over the network).
 pub(crate) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-    Ok(reader.schema())
+    riffle_shuffle::reader::read_schema("a schema in a plan", bytes::Bytes::copy_from_slice(bytes))
+        .map_err(|e| error(riffle_planner::report(&e)))
 }
 
 impl PhysicalExtensionCodec for RiffleCodec {
@@ -120,7 +121,7 @@ impl PhysicalExtensionCodec for RiffleCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (node, _): (Node, usize) =
-            bincode::serde::decode_from_slice(buf, CONFIG).map_err(|e| error(e.to_string()))?;
+            riffle_planner::codec::decode_bounded(buf).map_err(|e| error(e.to_string()))?;
         match node {
             Node::Writer { partitioning } => {
                 let input = inputs
