@@ -336,6 +336,8 @@ fn launch_requests() -> Vec<Vec<u8>> {
             v1::LaunchTasksRequest {
                 stages: vec![stages[i].clone()],
                 tasks: tasks[i..].to_vec(),
+                executor_id: Some(i as u32),
+                build_id: format!("{}-{}", "ab".repeat(32), 1 << 20),
             }
             .encode_to_vec()
         })
