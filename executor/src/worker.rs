@@ -198,7 +198,14 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
             shutdown.notify_one();
         });
     }
-    let server = ExecutorServiceServer::with_interceptor(service, auth.server());
+    // The configured limit, not tonic's 4 MiB default: a stage's plan may
+    // be any size up to it, and nothing larger is ever decoded.
+    let server = tonic::service::interceptor::InterceptedService::new(
+        ExecutorServiceServer::new(service)
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+        auth.server(),
+    );
     let incoming = tokio_stream_from(listener);
     crate::rpc::server(tls)
         .map_err(WorkerError::Start)?

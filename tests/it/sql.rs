@@ -366,6 +366,33 @@ fn an_unbounded_source_is_refused_with_a_clear_error() {
 }
 
 #[test]
+fn a_plan_larger_than_grpcs_default_limit_but_within_riffles_runs_on_executors() {
+    // An 8 MB literal the optimizer cannot fold away (it is concatenated
+    // with a column): over tonic's 4 MiB default, under the 64 MiB setting
+    // every channel, the executors' servers included, is built with.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args([
+            "sql",
+            "--master",
+            "local-cluster[2,1]",
+            "--format",
+            "csv",
+            "-e",
+            "SELECT length(concat(column1, repeat('x', 8000000))) AS n FROM (VALUES ('a'), ('bc')) t ORDER BY n",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "n\n8000001\n8000002\n",
+        "{stderr}"
+    );
+    assert!(!stderr.contains("runs on the driver"), "{stderr}");
+}
+
+#[test]
 fn a_plan_too_large_for_a_message_fails_its_job_and_spares_the_executors() {
     // `repeat` of a constant is folded into a 70 MB literal in the plan,
     // over the 64 MiB default message limit.
