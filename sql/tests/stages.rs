@@ -257,3 +257,83 @@ fn fragments_that_would_not_decode_as_planned_are_refused() {
         assert!(errors[0].contains(node), "{sql}: {}", errors[0]);
     }
 }
+
+/// Hostile input (issue: every descriptor an executor decodes): truncated,
+/// bit-flipped, overwritten and random variants of real fragments decode to
+/// an error or to some plan, never a panic. A mutated plan that still
+/// decodes is not executed here: which plans may run is the shared secret's
+/// and the build id's business, not the decoder's.
+#[test]
+fn mutated_fragments_decode_to_errors_not_panics() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, rt) = session(dir.path());
+    let mut corpus = Vec::new();
+    for sql in [
+        "SELECT region, sum(amount) FROM sales GROUP BY region",
+        "SELECT s.id, r.name FROM sales s JOIN regions r ON s.region = r.region",
+        "SELECT id, rank() OVER (PARTITION BY region ORDER BY amount) FROM sales",
+    ] {
+        for stage in stages_of(&ctx, &rt, sql) {
+            corpus.push(encode_plan(stage.plan).unwrap());
+        }
+    }
+    let task_ctx = ctx.task_ctx();
+    // Quiet the default hook: a caught panic would otherwise print its
+    // message although the test reports it properly.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut runner = TestRunner::new(Config {
+        cases: 384,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let n = corpus.len();
+    let result = runner.run(
+        &(
+            0..n,
+            prop_oneof![
+                any::<u32>().prop_map(|at| (0u8, at, 0u8)),
+                (any::<u32>(), 0u8..8).prop_map(|(at, bit)| (1u8, at, bit)),
+                (any::<u32>(), any::<u8>()).prop_map(|(at, b)| (2u8, at, b)),
+                (any::<u32>(), any::<u8>()).prop_map(|(seed, b)| (3u8, seed, b)),
+            ],
+        ),
+        |(which, (kind, at, value))| {
+            let real = &corpus[which];
+            let mut bytes = real.clone();
+            let at = at as usize % bytes.len().max(1);
+            match kind {
+                0 => bytes.truncate(at),
+                1 => bytes[at] ^= 1 << value,
+                2 => bytes[at] = value,
+                _ => {
+                    // Wholly random bytes of a real fragment's length.
+                    let mut x = (u64::from(at as u32) | 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        ^ u64::from(value);
+                    for b in &mut bytes {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        *b = x as u8;
+                    }
+                }
+            }
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decode_plan(&bytes, &task_ctx).map(|_| ())
+            }));
+            prop_assert!(
+                decoded.is_ok(),
+                "decoding panicked (mutation {kind} at {at})"
+            );
+            if let Ok(Err(e)) = decoded {
+                prop_assert!(!e.to_string().is_empty());
+            }
+            Ok(())
+        },
+    );
+    std::panic::set_hook(hook);
+    result.unwrap();
+}
