@@ -22,6 +22,7 @@
 # CloudFront report takes about 2 s on this data: a first kill at 5 s would
 # never land). RIFFLE_HEARTBEAT_TIMEOUT_MS, when set, reaches every process.
 source "$(dirname "$0")/common.sh"
+chaos_secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 seed=${SEED:-1}
 kill_every=${KILL_EVERY:-5}
@@ -100,7 +101,9 @@ cluster_run() {
   live=()
   started=0
   kills=0
-  run_env=(RIFFLE_LOG=info NO_COLOR=1)
+  # The driver and its executors share a secret given here, so nothing is
+  # read from or written to ~/.riffle/secret.
+  run_env=(RIFFLE_LOG=info NO_COLOR=1 "RIFFLE_SECRET=$chaos_secret")
   [ "$mode" = straggler ] && run_env+=(RIFFLE_SPECULATION=1)
   [ -n "${RIFFLE_HEARTBEAT_TIMEOUT_MS:-}" ] && run_env+=("RIFFLE_HEARTBEAT_TIMEOUT_MS=$RIFFLE_HEARTBEAT_TIMEOUT_MS")
   local args=("$data")
