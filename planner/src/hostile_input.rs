@@ -188,22 +188,8 @@ pub(crate) fn mutated(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..64),
     )
         .prop_map(move |(which, how, at, byte, random)| {
-            let mut bytes = corpus[which].clone();
-            if bytes.is_empty() {
-                return random;
-            }
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes.truncate(i),
-                1 => bytes[i] ^= 1 << (byte % 8),
-                2 => bytes[i] = byte,
-                3 => {
-                    let end = (i + random.len()).min(bytes.len());
-                    bytes[i..end].copy_from_slice(&random[..end - i]);
-                }
-                _ => bytes = random,
-            }
-            bytes
+            let how = crate::corrupt::Corruption::ALL[usize::from(how)];
+            crate::corrupt::corrupt(&corpus[which], how, at.index(usize::MAX), byte, &random)
         })
 }
 

@@ -24,6 +24,7 @@
 //! knows nothing of networks or files.
 
 pub mod codec;
+pub mod corrupt;
 pub mod error;
 pub mod failpoints;
 pub mod function;

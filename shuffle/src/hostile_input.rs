@@ -110,19 +110,14 @@ fn mutated(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..64),
     )
         .prop_map(move |(which, how, at, byte, random)| {
-            let mut bytes = corpus[which].clone();
-            let i = at.index(bytes.len());
-            match how {
-                0 => bytes.truncate(i),
-                1 => bytes[i] ^= 1 << (byte % 8),
-                2 => bytes[i] = byte,
-                3 => {
-                    let end = (i + random.len()).min(bytes.len());
-                    bytes[i..end].copy_from_slice(&random[..end - i]);
-                }
-                _ => bytes = random,
-            }
-            bytes
+            let how = riffle_planner::corrupt::Corruption::ALL[usize::from(how)];
+            riffle_planner::corrupt::corrupt(
+                &corpus[which],
+                how,
+                at.index(usize::MAX),
+                byte,
+                &random,
+            )
         })
 }
 

@@ -267,6 +267,7 @@ fn fragments_that_would_not_decode_as_planned_are_refused() {
 fn mutated_fragments_decode_to_errors_not_panics() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
+    use riffle_planner::corrupt::{Corruption, corrupt};
 
     let dir = tempfile::tempdir().unwrap();
     let (ctx, rt) = session(dir.path());
@@ -294,40 +295,18 @@ fn mutated_fragments_decode_to_errors_not_panics() {
     let result = runner.run(
         &(
             0..n,
-            prop_oneof![
-                any::<u32>().prop_map(|at| (0u8, at, 0u8)),
-                (any::<u32>(), 0u8..8).prop_map(|(at, bit)| (1u8, at, bit)),
-                (any::<u32>(), any::<u8>()).prop_map(|(at, b)| (2u8, at, b)),
-                (any::<u32>(), any::<u8>()).prop_map(|(seed, b)| (3u8, seed, b)),
-            ],
+            0..Corruption::ALL.len(),
+            any::<usize>(),
+            any::<u8>(),
+            prop::collection::vec(any::<u8>(), 0..64),
         ),
-        |(which, (kind, at, value))| {
-            let real = &corpus[which];
-            let mut bytes = real.clone();
-            let at = at as usize % bytes.len().max(1);
-            match kind {
-                0 => bytes.truncate(at),
-                1 => bytes[at] ^= 1 << value,
-                2 => bytes[at] = value,
-                _ => {
-                    // Wholly random bytes of a real fragment's length.
-                    let mut x = (u64::from(at as u32) | 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                        ^ u64::from(value);
-                    for b in &mut bytes {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        *b = x as u8;
-                    }
-                }
-            }
+        |(which, how, at, byte, random)| {
+            let how = Corruption::ALL[how];
+            let bytes = corrupt(&corpus[which], how, at, byte, &random);
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 decode_plan(&bytes, &task_ctx).map(|_| ())
             }));
-            prop_assert!(
-                decoded.is_ok(),
-                "decoding panicked (mutation {kind} at {at})"
-            );
+            prop_assert!(decoded.is_ok(), "decoding panicked ({how:?} at {at})");
             if let Ok(Err(e)) = decoded {
                 prop_assert!(!e.to_string().is_empty());
             }
