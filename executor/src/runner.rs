@@ -590,13 +590,4 @@ pub(crate) async fn put_task_file(
     Ok(TaskOutput::Written { path: url })
 }
 
-/// The message of a caught panic.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
-}
+pub use riffle_planner::error::panic_message;

@@ -407,11 +407,7 @@ fn guarded<T>(at: u64, decode: impl FnOnce() -> Result<T, ArrowError>) -> Result
             source: Some(e),
         }),
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
+            let why = riffle_planner::error::panic_message(panic.as_ref());
             Err(Problem::new(format!(
                 "message at byte {at} made Arrow's decoder panic: {why}"
             )))

@@ -532,13 +532,29 @@ fn blank_braces(text: &str, open: &str, next: Option<&str>) -> String {
 }
 
 /// Decodes a fragment; `ctx` must know the object stores it reads.
+///
+/// # Errors
+///
+/// Bytes that are not a fragment, including corrupt ones: datafusion-proto
+/// 55 trusts its input in places (a flipped bit made it panic in the
+/// hostile-input test, `sql/tests/stages.rs`), so a panic while decoding
+/// is caught and becomes an error too, never a panic on an executor.
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    let plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
-        bytes,
-        ctx,
-        &RiffleCodec,
-    )?;
-    repair(plan)
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+            bytes,
+            ctx,
+            &RiffleCodec,
+        )
+    }))
+    .map_err(|panic| {
+        DataFusionError::Plan(format!(
+            "the {}-byte SQL fragment is corrupt: decoding it panicked: {}",
+            bytes.len(),
+            riffle_planner::error::panic_message(panic.as_ref())
+        ))
+    })?;
+    repair(decoded?)
 }
 
 /// Undoes what datafusion-proto 55 decodes wrongly and Riffle can tell
