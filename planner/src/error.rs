@@ -133,6 +133,18 @@ pub fn report(error: &(dyn StdError + 'static)) -> String {
     out
 }
 
+/// The message of a caught panic (`&str` or `String` payloads; anything
+/// else is named as such).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,17 +167,5 @@ mod tests {
             source: std::io::Error::other("root"),
         };
         assert_eq!(report(&echo), "outer: root");
-    }
-}
-
-/// The message of a caught panic (`&str` or `String` payloads; anything
-/// else is named as such).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
     }
 }
