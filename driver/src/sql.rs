@@ -234,9 +234,9 @@ impl SqlFrame {
 
     /// Where `plan` runs: cut into stages on the executors, or whole in the
     /// driver's DataFusion session when it cannot be cut (a recursive
-    /// query) or a fragment cannot be shipped intact (what datafusion-proto
-    /// 55 cannot encode: a window's `FILTER`, `IGNORE NULLS` on `lag`/`lead`,
-    /// reversed window functions, Float16 literals, ...). The driver gives
+    /// query) or a fragment cannot be shipped intact (what neither
+    /// datafusion-proto 55 nor Riffle's codec can carry, such as a `FILTER`
+    /// on a window aggregate that keeps NULLs). The driver gives
     /// the answer DataFusion gives, in one process; a warning says why.
     fn placement(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<Placement, DriverError> {
         use riffle_sql::datafusion::physical_plan::ExecutionPlanProperties;

@@ -124,6 +124,8 @@ pub fn new_session_with(
         // Where DataFusion itself answers wrongly (`crate::rewrite`).
         .with_analyzer_rule(Arc::new(crate::rewrite::SetOperationsAll))
         .with_analyzer_rule(Arc::new(crate::rewrite::NotInSubquery))
+        // A form of window FILTER that datafusion-proto can carry.
+        .with_analyzer_rule(Arc::new(crate::window_filter::WindowFilterAsCase))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -30,5 +30,6 @@ pub mod joins;
 pub mod regex_table;
 pub mod rewrite;
 pub mod stages;
+pub mod window_filter;
 
 pub use datafusion;

@@ -233,8 +233,9 @@ pub(crate) fn hive_cloudfront_report(master: &str, input: &std::path::Path) -> S
 /// SQL's where DataFusion 55 is wrong too), as `riffle sql --format csv`
 /// prints them.
 const AS_DATAFUSION_ANSWERS: &[(&str, &str)] = &[
-    // datafusion-proto 55 drops these fields; shipped, the queries would
-    // answer wrongly, so they run whole on the driver.
+    // datafusion-proto 55 drops these fields. Riffle's codec carries them,
+    // and a window FILTER over an aggregate that skips NULLs travels as a
+    // CASE (`riffle_sql::window_filter`).
     (
         "SELECT x, sum(x) FILTER (WHERE x > 1) OVER () AS s FROM (VALUES (1),(2),(3)) AS t(x) ORDER BY x",
         "x,s\n1,5\n2,5\n3,5\n",
@@ -258,6 +259,22 @@ const AS_DATAFUSION_ANSWERS: &[(&str, &str)] = &[
     (
         "SELECT k, min(f) AS m FROM (SELECT 1 AS k, arrow_cast(1.5,'Float16') AS f) GROUP BY k",
         "k,m\n1,1.5\n",
+    ),
+    (
+        "SELECT x, count(*) FILTER (WHERE x < 3) OVER (ORDER BY x) AS c, min(x) FILTER (WHERE x > 1) OVER (ORDER BY x) AS m FROM (VALUES (1),(2),(3)) AS t(x) ORDER BY x",
+        "x,c,m\n1,1,\n2,2,2\n3,2,2\n",
+    ),
+    (
+        "SELECT x, lag(x) IGNORE NULLS OVER (ORDER BY x) AS l FROM (VALUES (1),(NULL),(3)) AS t(x) ORDER BY x",
+        "x,l\n1,\n3,1\n,3\n",
+    ),
+    (
+        "SELECT x, first_value(x) OVER (ORDER BY x DESC) AS f, last_value(x) OVER (ORDER BY x) AS l FROM (VALUES (1),(2),(3)) AS t(x) ORDER BY x",
+        "x,f,l\n1,3,1\n2,3,2\n3,3,3\n",
+    ),
+    (
+        "SELECT count(*) AS n FROM (VALUES (1),(2)) AS t(x) GROUP BY GROUPING SETS ((), ())",
+        "n\n2\n2\n",
     ),
     // An empty projection, a recursive query, inserts into a memory table.
     (
@@ -325,14 +342,20 @@ fn queries_give_the_right_answers_on_both_masters() {
             assert!(run.status.success(), "{master}: {sql}: {stderr}");
             let got = String::from_utf8_lossy(&run.stdout);
             assert_eq!(got, *expected, "{master}: {sql}\n{stderr}");
+            // Every one reaches the executors intact.
+            assert!(
+                !stderr.contains("query runs on the driver, in one process"),
+                "{master}: {sql}: {stderr}"
+            );
         }
     }
 }
 
 #[test]
 fn a_query_that_cannot_ship_intact_runs_on_the_driver_and_says_so() {
-    // datafusion-proto 55 drops a window's FILTER: shipped, this query
-    // would sum every row (6) instead of 5.
+    // datafusion-proto 55 drops a window's FILTER, and `array_agg` keeps
+    // NULLs, so the filter cannot become a CASE: shipped, this query would
+    // collect every row.
     let run = riffle(&[
         "sql",
         "--master",
@@ -340,10 +363,11 @@ fn a_query_that_cannot_ship_intact_runs_on_the_driver_and_says_so() {
         "--format",
         "csv",
         "-e",
-        "SELECT x, sum(x) FILTER (WHERE x > 1) OVER () AS s FROM (VALUES (1),(2),(3)) AS t(x) ORDER BY x",
+        "SELECT x, array_length(array_agg(x) FILTER (WHERE x > 1) OVER ()) AS n FROM (VALUES (1),(2),(3)) AS t(x) ORDER BY x",
     ]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "x,n\n1,2\n2,2\n3,2\n");
     assert!(
         stderr.contains("query runs on the driver") && stderr.contains("WindowAggExec"),
         "{stderr}"

@@ -2,15 +2,20 @@
 //!
 //! datafusion-proto serializes DataFusion's own nodes; it hands Riffle's
 //! nodes to [`RiffleCodec`], which encodes their fields (children are
-//! encoded by datafusion-proto and given back on decode).
+//! encoded by datafusion-proto and given back on decode). What
+//! datafusion-proto 55 loses of its own nodes is carried by
+//! [`RiffleConverter`], and [`check_round_trip`] proves, per
+//! fragment, that nothing else was lost.
+
+mod gaps;
+
+pub use gaps::RiffleConverter;
 
 use crate::exec::{ReaderLayout, ShuffleReaderExec, ShuffleWriterExec};
 use crate::regex_table::RegexScanExec;
 use arrow_schema::{Schema, SchemaRef};
-use datafusion::common::file_options::csv_writer::CsvWriterOptions;
 use datafusion::common::{Constraint, Constraints, DataFusionError, Result};
 use datafusion::datasource::file_format::csv::CsvSink;
-use datafusion::datasource::physical_plan::FileSink;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Literal;
@@ -88,6 +93,9 @@ enum Node {
         table_schema: Vec<u8>,
         projection: Vec<usize>,
     },
+    /// A DataFusion node (the only input, as datafusion-proto encoded it)
+    /// and what that encoding lost.
+    Repair(gaps::Repair),
 }
 
 fn error(message: impl Into<String>) -> DataFusionError {
@@ -176,7 +184,21 @@ impl PhysicalExtensionCodec for RiffleCodec {
                 schema_from_bytes(&table_schema)?,
                 projection,
             )?)),
+            Node::Repair(repair) => gaps::rebuild(repair, inputs),
         }
+    }
+
+    fn try_decode_expr(
+        &self,
+        buf: &[u8],
+        _inputs: &[Arc<dyn PhysicalExpr>],
+        _ctx: &datafusion::physical_expr_common::physical_expr::proto_decode::PhysicalExprDecodeCtx<
+            '_,
+        >,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let (node, _): (gaps::ExprNode, usize) =
+            riffle_planner::codec::decode_bounded(buf).map_err(|e| error(e.to_string()))?;
+        Ok(gaps::decode_expr(node))
     }
 
     fn try_encode(
@@ -363,16 +385,20 @@ fn decode_equivalences(
 
 /// Encodes a fragment.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
-    datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(plan, &RiffleCodec)
-        .map(|b| b.to_vec())
+    datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter(
+        plan,
+        &RiffleCodec,
+        &RiffleConverter,
+    )
+    .map(|b| b.to_vec())
 }
 
 /// Checks that `plan` survives the codec whole: encoded and decoded, as an
 /// executor will see it, it must be the very plan that was optimized. A
-/// field the encoding drops (a window's `FILTER`, `IGNORE NULLS`, a
-/// reversed window function, an empty grouping set, a Float16 literal)
-/// would otherwise run as another query and answer wrongly without an
-/// error. Plans are compared by their full `Debug` form, which shows every
+/// field the encoding drops (datafusion-proto 55 drops several, which
+/// `codec/gaps.rs` carries; a window aggregate's `FILTER` is out of any codec's
+/// reach) would otherwise run as another query and answer wrongly without
+/// an error. Plans are compared by their full `Debug` form, which shows every
 /// expression and option, not only what `EXPLAIN` prints.
 ///
 /// Errors: the fragment cannot be encoded or decoded, or it decodes
@@ -381,7 +407,7 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
 pub fn check_round_trip(plan: &Arc<dyn ExecutionPlan>, ctx: &TaskContext) -> Result<()> {
     let bytes = encode_plan(plan.clone())?;
     let decoded = decode_plan(&bytes, ctx)?;
-    let plan = &rebuilt_unions(plan.clone())?;
+    let plan = &as_decoded(plan.clone())?;
     let Some((original, back)) = first_difference(plan, &decoded) else {
         return Ok(());
     };
@@ -415,21 +441,51 @@ pub fn is_unshippable(e: &DataFusionError) -> bool {
     text.contains(REFUSED) || text.contains("riffle codec: cannot encode plan node")
 }
 
-/// `plan` with every union built as decoding builds it
-/// (`UnionExec::try_new`), which casts an input whose field types differ
-/// from the union's (a `NULL` column unioned with numbers) where the
-/// planner left it alone: the same rows, one more projection.
-fn rebuilt_unions(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+/// `plan` with the nodes decoding builds otherwise, for the same rows,
+/// built as decoding builds them:
+/// - a union (`UnionExec::try_new`) casts an input whose field types
+///   differ from the union's (a `NULL` column unioned with numbers) where
+///   the planner left it alone: one more projection;
+/// - a window node without `PARTITION BY` comes back with its
+///   `can_repartition` flag cleared (datafusion-proto recovers the flag
+///   from the partition keys, of which there are none), a flag that only
+///   ever selects those keys.
+fn as_decoded(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::physical_plan::union::UnionExec;
+    use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
     plan.transform_up(|node| {
         let any: &dyn std::any::Any = node.as_ref();
-        match any.downcast_ref::<UnionExec>() {
-            Some(union) => Ok(Transformed::yes(UnionExec::try_new(
+        if let Some(union) = any.downcast_ref::<UnionExec>() {
+            return Ok(Transformed::yes(UnionExec::try_new(
                 union.inputs().clone(),
-            )?)),
-            None => Ok(Transformed::no(node)),
+            )?));
         }
+        let unpartitioned = |exprs: &[Arc<dyn datafusion::physical_plan::WindowExpr>]| {
+            exprs.first().is_some_and(|e| e.partition_by().is_empty())
+        };
+        if let Some(window) = any.downcast_ref::<WindowAggExec>()
+            && unpartitioned(window.window_expr())
+        {
+            let rebuilt = WindowAggExec::try_new(
+                window.window_expr().to_vec(),
+                window.input().clone(),
+                false,
+            )?;
+            return Ok(Transformed::yes(Arc::new(rebuilt)));
+        }
+        if let Some(window) = any.downcast_ref::<BoundedWindowAggExec>()
+            && unpartitioned(window.window_expr())
+        {
+            let rebuilt = BoundedWindowAggExec::try_new(
+                window.window_expr().to_vec(),
+                window.input().clone(),
+                window.input_order_mode.clone(),
+                false,
+            )?;
+            return Ok(Transformed::yes(Arc::new(rebuilt)));
+        }
+        Ok(Transformed::no(node))
     })
     .map(|t| t.data)
 }
@@ -554,80 +610,5 @@ pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
             riffle_planner::error::panic_message(panic.as_ref())
         ))
     })?;
-    repair(decoded?)
-}
-
-/// Undoes what datafusion-proto 55 decodes wrongly and Riffle can tell
-/// for certain: a CSV sink's unset date, time and timestamp formats come
-/// back as empty strings, with which Arrow's writer prints every such
-/// value as an empty field (`COPY ... STORED AS CSV` wrote `,,1.5`). An
-/// empty format means nothing, so it is unset again (and an empty NULL
-/// string, the default, too).
-fn repair(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    plan.transform_up(|node| {
-        let Some(exec) = node.downcast_ref::<DataSinkExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let sink: &dyn std::any::Any = exec.sink();
-        let Some(csv) = sink.downcast_ref::<CsvSink>() else {
-            return Ok(Transformed::no(node));
-        };
-        let options = csv.writer_options();
-        let w = &options.writer_options;
-        let formats = [
-            w.date_format(),
-            w.datetime_format(),
-            w.time_format(),
-            w.timestamp_format(),
-            w.timestamp_tz_format(),
-        ];
-        if !formats.contains(&Some("")) {
-            return Ok(Transformed::no(node));
-        }
-        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-            .with_header(w.header())
-            .with_delimiter(w.delimiter())
-            .with_quote(w.quote())
-            .with_escape(w.escape())
-            .with_double_quote(w.double_quote())
-            .with_ignore_leading_whitespace(w.ignore_leading_whitespace())
-            .with_ignore_trailing_whitespace(w.ignore_trailing_whitespace())
-            .with_quote_style(w.quote_style())
-            .with_line_terminator(w.line_terminator().clone());
-        let keep = |f: Option<&str>| f.filter(|f| !f.is_empty()).map(str::to_string);
-        // The empty string is also the writer's default NULL.
-        if let Some(null) = keep(Some(w.null())) {
-            writer = writer.with_null(null);
-        }
-        if let Some(f) = keep(w.date_format()) {
-            writer = writer.with_date_format(f);
-        }
-        if let Some(f) = keep(w.datetime_format()) {
-            writer = writer.with_datetime_format(f);
-        }
-        if let Some(f) = keep(w.time_format()) {
-            writer = writer.with_time_format(f);
-        }
-        if let Some(f) = keep(w.timestamp_format()) {
-            writer = writer.with_timestamp_format(f);
-        }
-        if let Some(f) = keep(w.timestamp_tz_format()) {
-            writer = writer.with_timestamp_tz_format(f);
-        }
-        let sink = CsvSink::new(
-            csv.config().clone(),
-            CsvWriterOptions {
-                writer_options: writer,
-                compression: options.compression,
-                compression_level: options.compression_level,
-            },
-        );
-        Ok(Transformed::yes(Arc::new(DataSinkExec::new(
-            exec.input().clone(),
-            Arc::new(sink),
-            exec.sort_order().clone(),
-        )) as _))
-    })
-    .map(|t| t.data)
+    gaps::repair_csv_sinks(decoded?)
 }
