@@ -67,6 +67,15 @@ pub enum DecodeFailure {
 /// serde, so strings and byte buffers are the only unbounded case, and the
 /// limit covers them.
 pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeFailure> {
+    decode_limited(bytes, false)
+}
+
+/// [`decode_bounded`], and with `guard` through [`crate::decode_guard`]
+/// too (user record types, whose nesting Riffle does not know).
+fn decode_limited<T: DeserializeOwned>(
+    bytes: &[u8],
+    guard: bool,
+) -> Result<(T, usize), DecodeFailure> {
     let input = bytes.len();
     if input > MAX_DECODE_INPUT {
         return Err(DecodeFailure::InputTooLarge { input });
@@ -75,7 +84,12 @@ pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), D
     macro_rules! with_first_limit_above_claim {
         ($($limit:expr),*) => {$(
             if claim <= $limit {
-                return bincode::serde::decode_from_slice(bytes, CONFIG.with_limit::<{ $limit }>())
+                let config = CONFIG.with_limit::<{ $limit }>();
+                let decoded = match guard {
+                    true => decode_guarded(bytes, config),
+                    false => bincode::serde::decode_from_slice(bytes, config),
+                };
+                return decoded
                     .map_err(|e| match e {
                         bincode::error::DecodeError::LimitExceeded => {
                             DecodeFailure::LengthTooLarge { input, limit: $limit }
@@ -89,6 +103,61 @@ pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), D
     Err(DecodeFailure::InputTooLarge { input })
 }
 
+/// Decodes a `T` from the start of `bytes` with `config`, through
+/// [`crate::decode_guard`]: at most [`crate::decode_guard::MAX_DEPTH`]
+/// levels of nesting, and at most a million sequence or map elements plus
+/// eight per input byte (every element but a zero-sized one takes at least
+/// one byte, so only a sequence of more than a million zero-sized values,
+/// a `Vec<()>`, is refused that is not corrupt).
+fn decode_guarded<T: DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    use crate::decode_guard::{Budget, Guarded};
+    let used = std::cell::Cell::new(0);
+    let reader = CountingReader {
+        rest: bytes,
+        used: &used,
+    };
+    let mut decoder = bincode::serde::OwnedSerdeDecoder::from_reader(reader, config);
+    let budget = Budget::new((1 << 20) + 8 * bytes.len() as u64);
+    let value = T::deserialize(Guarded {
+        inner: decoder.as_deserializer(),
+        budget: &budget,
+    })?;
+    Ok((value, used.get()))
+}
+
+/// A bincode reader over a slice that counts the bytes it gave out.
+struct CountingReader<'a, 'c> {
+    rest: &'a [u8],
+    used: &'c std::cell::Cell<usize>,
+}
+
+impl bincode::de::read::Reader for CountingReader<'_, '_> {
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let Some((head, tail)) = self.rest.split_at_checked(bytes.len()) else {
+            return Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: bytes.len() - self.rest.len(),
+            });
+        };
+        bytes.copy_from_slice(head);
+        self.rest = tail;
+        self.used.set(self.used.get() + bytes.len());
+        Ok(())
+    }
+
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.rest.get(..n)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.rest.len());
+        self.rest = &self.rest[n..];
+        self.used.set(self.used.get() + n);
+    }
+}
+
 /// Appends the encoding of `value` to `out`.
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), PipelineError> {
     bincode::serde::encode_into_std_write(value, out, CONFIG)
@@ -96,9 +165,12 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Pip
         .map_err(|e| PipelineError::codec("encoding a record", e))
 }
 
-/// Decodes one record from exactly `bytes`.
+/// Decodes one record from exactly `bytes`: bounded as [`decode_bounded`]
+/// is, and refused past [`crate::decode_guard::MAX_DEPTH`] levels of
+/// nesting or an implausible number of elements (a record type may be
+/// recursive, or hold zero-sized values).
 pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PipelineError> {
-    decode_bounded(bytes)
+    decode_limited(bytes, true)
         .map(|(v, _)| v)
         .map_err(|e| PipelineError::codec("decoding a record", e))
 }

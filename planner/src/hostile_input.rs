@@ -453,3 +453,54 @@ fn deepest_accepted_plan_decodes_on_a_small_stack() {
     assert!(decode::<TaskSpec>(&nested_task(MAX_PLAN_DEPTH + 1)).is_err());
     decode::<TaskSpec>(&nested_task(MAX_PLAN_DEPTH)).unwrap();
 }
+
+/// A recursive record type, as a user may write one.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Tree {
+    Leaf(u32),
+    Node(Box<Tree>, Option<Box<Tree>>),
+}
+
+fn chain(depth: usize) -> Tree {
+    (0..depth).fold(Tree::Leaf(1), |t, _| Tree::Node(Box::new(t), None))
+}
+
+#[test]
+fn deeply_nested_records_are_refused_not_a_stack_overflow() {
+    // One byte a level (the variant tag) and a tag-only leaf: 4 MB of it
+    // overflowed the decoding thread's stack, an abort, before records
+    // were guarded.
+    let mut bytes = vec![1u8; 4_000_000];
+    bytes.extend_from_slice(&[0, 1]);
+    let e = decode_record::<Tree>(&bytes).unwrap_err();
+    let text = crate::report(&e);
+    assert!(
+        text.contains("decoding a record") && text.contains("deeper than 256 levels"),
+        "{text}"
+    );
+    // A recursive value of a plausible depth decodes, on a small stack.
+    let tree = chain(100);
+    let mut encoded = Vec::new();
+    encode_into(&tree, &mut encoded).unwrap();
+    let back = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || decode_record::<Tree>(&encoded).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(back, tree);
+}
+
+#[test]
+fn a_sequence_of_zero_sized_values_cannot_spin() {
+    // A `Vec<()>` reads no byte per element: nine bytes declaring 2^60 of
+    // them spun for ever before records were guarded.
+    let started = std::time::Instant::now();
+    let e = decode_record::<Vec<()>>(&huge_length(1 << 60)).unwrap_err();
+    assert!(crate::report(&e).contains("elements"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Real ones decode.
+    let mut encoded = Vec::new();
+    encode_into(&vec![(); 1000], &mut encoded).unwrap();
+    assert_eq!(decode_record::<Vec<()>>(&encoded).unwrap().len(), 1000);
+}

@@ -25,6 +25,7 @@
 
 pub mod codec;
 pub mod corrupt;
+pub mod decode_guard;
 pub mod error;
 pub mod failpoints;
 pub mod function;
