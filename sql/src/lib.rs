@@ -5,7 +5,9 @@
 //! shuffle write and a shuffle read ([`exec`]), ships each stage's fragment
 //! with datafusion-proto ([`codec`]) and runs one task per partition
 //! ([`engine`]). [`joins`] keeps joins correct when split into tasks and
-//! lets small build sides be broadcast.
+//! lets small build sides be broadcast. [`rewrite`] corrects what
+//! DataFusion 55 answers wrongly, and [`window_filter`] puts a window
+//! `FILTER` in a form the codec can carry.
 //!
 //! ```text
 //!  SQL -> DataFusion physical plan -> stages::split -> [ShuffleWriterExec(frag) ..., result frag]
