@@ -105,10 +105,11 @@ fn decode_limited<T: DeserializeOwned>(
 
 /// Decodes a `T` from the start of `bytes` with `config`, through
 /// [`crate::decode_guard`]: at most [`crate::decode_guard::MAX_DEPTH`]
-/// levels of nesting, and at most a million sequence or map elements plus
-/// eight per input byte (every element but a zero-sized one takes at least
-/// one byte, so only a sequence of more than a million zero-sized values,
-/// a `Vec<()>`, is refused that is not corrupt).
+/// levels of nesting, and at most a million elements (of sequences and
+/// maps, and fields of structs and tuples) plus eight per input byte (each
+/// takes at least one byte unless it is zero-sized, so only a sequence of
+/// more than a million zero-sized values, a `Vec<()>`, is refused that is
+/// not corrupt).
 fn decode_guarded<T: DeserializeOwned, C: bincode::config::Config>(
     bytes: &[u8],
     config: C,

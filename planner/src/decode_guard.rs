@@ -14,17 +14,25 @@
 //! error naming the limit, past [`MAX_DEPTH`] levels of nesting or past an
 //! element budget set per decode. serde_json refuses nesting past 128 levels
 //! by default for the first reason; this is the same guard for bincode.
-//! Valid records stay far inside both limits.
+//!
+//! Levels are serde's: every option, sequence, map, struct, tuple, newtype
+//! and enum variant entered is one, so a recursive record type spends two
+//! or three per level of its own (`struct List { v: u32, next:
+//! Option<Box<List>> }`: the struct and the option). Records of recursive
+//! types deeper than about a hundred of their own levels are refused when
+//! read back, with the error naming the limit. Elements are every
+//! sequence or map element and every struct or tuple field.
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess};
 use serde::de::{VariantAccess, Visitor};
 use std::cell::Cell;
 use std::fmt;
 
-/// Deepest nesting of values (options, sequences, maps, structs, enum
-/// variants inside one another) a decode accepts: far beyond any record
-/// type's shape, and far below what overflows a 2 MiB thread stack even
-/// in a debug build.
+/// Deepest nesting of serde values (options, sequences, maps, structs,
+/// enum variants inside one another) a decode accepts: beyond any
+/// non-recursive record type's shape, and below what overflows a 2 MiB
+/// thread stack even in a debug build (`hostile_input` decodes a value at
+/// the limit on one).
 pub const MAX_DEPTH: u32 = 256;
 
 /// What one decode may still do.
@@ -63,7 +71,7 @@ impl Budget {
         let n = self.elements.get() + 1;
         if n > self.max_elements {
             return Err(E::custom(format_args!(
-                "more than {} sequence or map elements for the input's size",
+                "more than {} elements or fields for the input's size",
                 self.max_elements
             )));
         }

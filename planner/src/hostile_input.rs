@@ -478,8 +478,10 @@ fn deeply_nested_records_are_refused_not_a_stack_overflow() {
         text.contains("decoding a record") && text.contains("deeper than 256 levels"),
         "{text}"
     );
-    // A recursive value of a plausible depth decodes, on a small stack.
-    let tree = chain(100);
+    // The deepest value accepted decodes on a small stack: each `Node`
+    // is two serde levels (the enum and its tuple variant), the leaf one.
+    let deepest = (crate::decode_guard::MAX_DEPTH as usize - 1) / 2;
+    let tree = chain(deepest);
     let mut encoded = Vec::new();
     encode_into(&tree, &mut encoded).unwrap();
     let back = std::thread::Builder::new()
@@ -489,6 +491,9 @@ fn deeply_nested_records_are_refused_not_a_stack_overflow() {
         .join()
         .unwrap();
     assert_eq!(back, tree);
+    let mut encoded = Vec::new();
+    encode_into(&chain(deepest + 1), &mut encoded).unwrap();
+    assert!(decode_record::<Tree>(&encoded).is_err());
 }
 
 #[test]

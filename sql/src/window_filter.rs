@@ -10,10 +10,11 @@
 //! row for row, since a row whose `p` is not true then feeds the
 //! aggregate a NULL, which it skips as the filter would have skipped the
 //! row (`count(*)`'s argument is the constant 1, so it becomes
-//! `count(CASE WHEN p THEN 1 END)`). This is the rewrite Spark's analyzer
-//! applies to every aggregate filter it cannot push down
-//! (`RewriteDistinctAggregates` wraps arguments in `If(filter, arg,
-//! null)` the same way).
+//! `count(CASE WHEN p THEN 1 END)`). The equivalence is the one Apache
+//! Calcite's `AggregateCaseToFilterRule` applies in the other direction.
+//! DataFusion applies a window FILTER inside each frame after the frame's
+//! bounds are set, so frames (`ROWS`, `RANGE`, sliding ones that retract
+//! rows) see the same rows either way, and `DISTINCT` too.
 //!
 //! Aggregates that keep NULLs (`array_agg`, `first_value`, `string_agg`
 //! with NULL handling of its own, user-defined ones) are left alone and
@@ -24,30 +25,35 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, LogicalPlan, WindowFunctionDefinition, when};
+use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, WindowFunctionDefinition, when};
 use datafusion::optimizer::AnalyzerRule;
+use std::any::Any;
+use std::sync::Arc;
 
-/// Aggregates whose result ignores NULL inputs (by their DataFusion
-/// names), so that a filter can become a `CASE` on their single argument.
-const SKIP_NULLS: &[&str] = &[
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "count",
-    "stddev",
-    "stddev_pop",
-    "var",
-    "var_pop",
-    "bool_and",
-    "bool_or",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "median",
-    "approx_distinct",
-    "approx_median",
-];
+/// DataFusion's built-in aggregates whose result ignores NULL inputs, when
+/// rows are added to a frame and when they leave a sliding one.
+fn skipping_nulls() -> [Arc<AggregateUDF>; 17] {
+    use datafusion::functions_aggregate::*;
+    [
+        sum::sum_udaf(),
+        average::avg_udaf(),
+        min_max::min_udaf(),
+        min_max::max_udaf(),
+        count::count_udaf(),
+        stddev::stddev_udaf(),
+        stddev::stddev_pop_udaf(),
+        variance::var_samp_udaf(),
+        variance::var_pop_udaf(),
+        bool_and_or::bool_and_udaf(),
+        bool_and_or::bool_or_udaf(),
+        bit_and_or_xor::bit_and_udaf(),
+        bit_and_or_xor::bit_or_udaf(),
+        bit_and_or_xor::bit_xor_udaf(),
+        median::median_udaf(),
+        approx_distinct::approx_distinct_udaf(),
+        approx_median::approx_median_udaf(),
+    ]
+}
 
 /// The analyzer rule (see the module documentation).
 #[derive(Debug, Default)]
@@ -91,8 +97,18 @@ fn rewritable(expr: &Expr) -> bool {
     skips_nulls(&window.fun) && params.filter.is_some() && params.args.len() == 1
 }
 
+/// Whether `fun` is one of [`skipping_nulls`]: by name and by
+/// implementation, so that a user's function registered under a built-in
+/// name is not taken for it.
 fn skips_nulls(fun: &WindowFunctionDefinition) -> bool {
-    matches!(fun, WindowFunctionDefinition::AggregateUDF(f) if SKIP_NULLS.contains(&f.name()))
+    let WindowFunctionDefinition::AggregateUDF(fun) = fun else {
+        return false;
+    };
+    let implementation: &dyn Any = fun.inner().as_ref();
+    skipping_nulls().iter().any(|builtin| {
+        let builtin_implementation: &dyn Any = builtin.inner().as_ref();
+        builtin.name() == fun.name() && builtin_implementation.type_id() == implementation.type_id()
+    })
 }
 
 /// `expr` with its filter moved into its argument, if it is

@@ -233,6 +233,10 @@ fn fragments_that_would_not_decode_as_planned_are_refused() {
         "SELECT region, first_value(amount) OVER (PARTITION BY region ORDER BY id DESC), last_value(amount) OVER (PARTITION BY region ORDER BY id), nth_value(amount, 2) OVER (PARTITION BY region ORDER BY id) FROM sales",
         "SELECT count(*) FROM (VALUES (1),(2)) AS t(x) GROUP BY GROUPING SETS (())",
         "SELECT region, count(*) FROM sales GROUP BY GROUPING SETS ((), (region))",
+        // The same forms directly under a shuffle writer (a stage's root,
+        // encoded by Riffle's codec): two partitions of `sales`.
+        "SELECT count(*) FROM sales GROUP BY GROUPING SETS (())",
+        "SELECT f, count(*) FROM (SELECT first_value(amount) IGNORE NULLS OVER (PARTITION BY region ORDER BY id DESC) AS f FROM sales) GROUP BY f",
         "SELECT arrow_typeof(min(f)) FROM (SELECT arrow_cast(1,'Float16') AS f)",
         "SELECT k, min(f) FROM (SELECT 1 AS k, arrow_cast(1.5,'Float16') AS f) GROUP BY k",
         "SELECT count(*) FROM generate_series(1, 10)",

@@ -7,8 +7,11 @@
 //! - a window function's `IGNORE NULLS` (`first_value(x) IGNORE NULLS`,
 //!   `lag`, `lead`, `nth_value`): written as `false`;
 //! - a reversed window function (the optimizer evaluates `lag(x) OVER
-//!   (ORDER BY x)` beside `... ORDER BY x DESC` as a reversed `lead`): the
-//!   reversal is not written, so it decodes as a plain `lead`;
+//!   (ORDER BY x)` beside `... ORDER BY x DESC` over the reversed order,
+//!   with the function's `reverse_expr`: `lag` with its reversal flag set,
+//!   which negates the offset; `first_value` as `last_value`): the flag
+//!   is not written, so `lag` decodes as a plain `lag` and reads the wrong
+//!   neighbour;
 //! - an aggregate's empty grouping sets (`GROUP BY GROUPING SETS (())`):
 //!   the groups are flattened into nothing and decode as "no groups", so
 //!   the aggregate returns no row;
@@ -114,6 +117,25 @@ impl PhysicalProtoConverterExtension for RiffleConverter {
         plan: &Arc<dyn ExecutionPlan>,
         codec: &dyn PhysicalExtensionCodec,
     ) -> Result<PhysicalPlanNode> {
+        // datafusion-proto encodes the inputs of an extension node itself,
+        // past this converter, and every stage's root is one (a shuffle
+        // writer): Riffle's own nodes are encoded here, their inputs
+        // through the converter.
+        if super::is_riffle_node(plan) {
+            let mut node = Vec::new();
+            codec.try_encode(plan.clone(), &mut node, self)?;
+            let inputs = plan
+                .children()
+                .into_iter()
+                .map(|child| self.execution_plan_to_proto(child, codec))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(PhysicalPlanNode {
+                physical_plan_type: Some(PhysicalPlanType::Extension(PhysicalExtensionNode {
+                    node,
+                    inputs,
+                })),
+            });
+        }
         let mut stock =
             PhysicalPlanNode::try_from_physical_plan_with_converter(plan.clone(), codec, self)?;
         let repair = match repair_of(plan)? {
@@ -295,6 +317,9 @@ pub(super) fn rebuild(
             }
             let group_by =
                 PhysicalGroupBy::new(vec![], vec![], vec![vec![]; n], group_by.has_grouping_set());
+            // Built anew, the aggregate makes its own dynamic filter; one
+            // shared with a scan below it would only prune, not change
+            // rows, and an aggregate without grouping keys has none.
             let rebuilt = AggregateExec::try_new(
                 *aggregate.mode(),
                 group_by,
@@ -382,9 +407,9 @@ fn repair_window_expr(
                 expr.name()
             ))
         })?;
-    // A reversed function was encoded as the function it became (`lag`
-    // reversed is `lead`); build the one it came from and reverse it
-    // again, as the optimizer did.
+    // A reversed function was encoded as the function it became (its
+    // `reverse_expr`, which may be itself); build the one it came from
+    // and reverse it again, as the optimizer did.
     let fun = match (flags.reversed, function.fun().reverse_expr()) {
         (false, _) => function.fun().clone(),
         (true, ReversedUDWF::Reversed(original)) => original,

@@ -243,6 +243,11 @@ impl PhysicalExtensionCodec for RiffleCodec {
     }
 }
 
+/// Whether `plan` is one of Riffle's nodes, which [`RiffleCodec`] encodes.
+fn is_riffle_node(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<ShuffleWriterExec>() || plan.is::<ShuffleReaderExec>() || plan.is::<RegexScanExec>()
+}
+
 /// A partitioning encoded by `serialize_partitioning`, over `schema`.
 fn decode_partitioning(
     bytes: &[u8],
