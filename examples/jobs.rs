@@ -16,7 +16,9 @@
 //! `independent-sides` (a join whose two map stages can run at the same
 //! time, timed against its sides alone) or `ui-demo` (a slow two-stage
 //! job, then a failing one, for the web UI's tests: it prints the UI's
-//! address, then `ui-demo: done`, and waits for stdin to close). Results go to
+//! address, starts the jobs once a line arrives on stdin (so a browser can
+//! load the page first, however slowly it starts), prints `ui-demo: done`,
+//! and waits for stdin to close). Results go to
 //! stdout; the job summary to stderr.
 
 use anyhow::{Context as _, bail};
@@ -284,6 +286,9 @@ fn distinct_job(ctx: &Context) -> anyhow::Result<Vec<String>> {
 fn ui_demo(ctx: &Context) -> anyhow::Result<Vec<String>> {
     use std::io::{Read, Write};
     eprintln!("web UI: {}", ctx.ui_url().unwrap_or("off"));
+    // The caller says when it is watching: a browser cold-starting on a
+    // loaded 2-core machine can take longer than the slow job runs.
+    std::io::stdin().read_line(&mut String::new())?;
     let pause: u64 = std::env::var("UI_DEMO_TASK_MS")
         .ok()
         .map(|v| v.parse())

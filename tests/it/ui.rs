@@ -62,8 +62,13 @@ fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for a line containing `needle`; returns it.
+/// Waits up to 2 minutes for a line containing `needle`; returns it.
 fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut String) -> String {
+    wait_for_or(rx, needle, seen).unwrap_or_else(|| panic!("no line with {needle:?}; saw:\n{seen}"))
+}
+
+/// [`wait_for`], `None` when the stream ends or 2 minutes pass first.
+fn wait_for_or(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut String) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
@@ -71,13 +76,13 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut String) -> Str
                 seen.push_str(&line);
                 seen.push('\n');
                 if line.contains(needle) {
-                    return line;
+                    return Some(line);
                 }
             }
             Err(_) => break,
         }
     }
-    panic!("no line with {needle:?}; saw:\n{seen}");
+    None
 }
 
 /// The API answers to compare between the live UI and the history server.
@@ -169,22 +174,35 @@ fn live_ui_in_a_browser_api_counts_and_history_replay() {
     // Keep draining stderr so the demo never blocks on a full pipe.
     std::thread::spawn(move || while stderr.recv().is_ok() {});
 
-    // The page, in a real browser, while job 0 runs.
-    let check = Command::new("python3")
+    // The page, in a real browser, while job 0 runs: the demo starts its
+    // jobs only once the page has loaded, however slowly Chromium starts.
+    let mut check = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/ui/browser_check.py"
         ))
         .args(["--url", &base, "--out"])
         .arg(&shots)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3 (scripts/install-test-deps.sh installs Playwright)");
+    let check_out = lines_of(check.stdout.take().unwrap());
+    let check_err = lines_of(check.stderr.take().unwrap());
+    let mut check_log = String::new();
+    let start = wait_for_or(&check_out, "page loaded", &mut check_log);
+    if start.is_some() {
+        let stdin = demo.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"start\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = check.wait().unwrap();
+    check_log.extend(check_out.iter().map(|l| l + "\n"));
+    let errors: String = check_err.iter().map(|l| l + "\n").collect();
     assert!(
-        check.status.success(),
-        "browser check failed (screenshots in {}):\n{}\n{}",
+        start.is_some() && status.success(),
+        "browser check failed (screenshots in {}):\n{check_log}\n{errors}",
         shots.display(),
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
     );
 
     let mut out = String::new();
