@@ -40,7 +40,7 @@ impl SqlEngine {
             .build()
             .map_err(|e| PipelineError::Internal(format!("cannot start the SQL runtime: {e}")))?;
         let mut runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_pool(env.memory.pool());
+            .with_memory_pool(env.memory.sql_pool());
         runtime_env.disk_manager = Some(env.memory.disk_manager());
         let session = new_session_with(slots, env.stores.clone(), env.shuffle.clone(), runtime_env)
             .map_err(|e| PipelineError::Internal(riffle_planner::report(&e)))?;

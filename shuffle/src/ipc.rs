@@ -169,6 +169,11 @@ impl<S: Source> IpcStream<S> {
         Ok(stream)
     }
 
+    /// Where the stream's bytes come from, to add to it between messages.
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     /// The stream's schema.
     pub(crate) fn schema(&self) -> SchemaRef {
         self.schema.clone()

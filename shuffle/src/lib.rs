@@ -26,6 +26,7 @@ mod hostile_input;
 mod ipc;
 pub mod layout;
 pub mod lines;
+pub mod pieces;
 pub mod reader;
 pub mod spill;
 pub mod stores;

@@ -84,6 +84,92 @@ pub fn fetch_blocks_held(
         .buffered(in_flight.max(1))
 }
 
+/// The record batches of `blocks`, in order: blocks of up to
+/// [`crate::pieces::PIECE_BYTES`] are fetched whole, ahead of the consumer
+/// within `max_bytes` and `in_flight` requests (as [`fetch_blocks_held`]);
+/// larger ones a piece at a time ([`crate::pieces`]), each holding a
+/// piece's share of the budget while it is read. Errors name the block.
+pub fn fetch_batches(
+    store: &ShuffleStore,
+    blocks: Vec<BlockLocation>,
+    in_flight: usize,
+    max_bytes: u64,
+) -> impl Stream<Item = Result<RecordBatch, Box<FetchError>>> + Send + 'static {
+    use crate::pieces::{PIECE_BYTES, piecewise_batches};
+    use futures::stream::BoxStream;
+    enum Fetched {
+        Whole(Result<(BlockLocation, Bytes), FetchError>),
+        Large(BlockLocation),
+    }
+    let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize));
+    let objects = store.store.clone();
+    let pieces_from = store.store.clone();
+    futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
+        .map(move |block| {
+            let store = objects.clone();
+            let budget = budget.clone();
+            async move {
+                let large = block.len > PIECE_BYTES;
+                let held = if large { PIECE_BYTES } else { block.len };
+                let units = u32::try_from(held.div_ceil(1024))
+                    .unwrap_or(u32::MAX)
+                    .min(total);
+                // The semaphore is never closed: acquiring cannot fail.
+                let permit = budget.acquire_many_owned(units).await.ok();
+                if large {
+                    return (Fetched::Large(block), permit);
+                }
+                let path = Path::from(block.path.as_str());
+                let range = block.offset..block.offset + block.len;
+                let fetched = store
+                    .get_range(&path, range)
+                    .await
+                    .map_err(|e| ShuffleError::storage(&path, e))
+                    .and_then(|bytes| verify(&block, bytes));
+                let result = match fetched {
+                    Ok(bytes) => Ok((block, bytes)),
+                    Err(source) => Err(FetchError { block, source }),
+                };
+                (Fetched::Whole(result), permit)
+            }
+        })
+        .buffered(in_flight.max(1))
+        .flat_map(
+            move |(fetched, permit)| -> BoxStream<'static, Result<RecordBatch, Box<FetchError>>> {
+                match fetched {
+                    Fetched::Whole(Err(e)) => {
+                        futures::stream::once(async move { Err(Box::new(e)) }).boxed()
+                    }
+                    Fetched::Whole(Ok((block, bytes))) => {
+                        match BlockBatches::new(&block.path, bytes) {
+                            Err(source) => futures::stream::once(async move {
+                                Err(Box::new(FetchError { block, source }))
+                            })
+                            .boxed(),
+                            Ok(batches) => futures::stream::iter(batches.map(move |batch| {
+                                let _held = &permit;
+                                batch.map_err(|source| {
+                                    Box::new(FetchError {
+                                        block: block.clone(),
+                                        source,
+                                    })
+                                })
+                            }))
+                            .boxed(),
+                        }
+                    }
+                    Fetched::Large(block) => piecewise_batches(pieces_from.clone(), block)
+                        .map(move |batch| {
+                            let _held = &permit;
+                            batch.map_err(Box::new)
+                        })
+                        .boxed(),
+                }
+            },
+        )
+}
+
 /// A fetched block's result, its place in the byte budget given back.
 fn release<T>((result, _permit): (T, InFlight)) -> T {
     result
@@ -126,7 +212,7 @@ pub struct BlockBatches {
     path: String,
 }
 
-fn corrupt(path: &str, problem: Problem) -> ShuffleError {
+pub(crate) fn corrupt(path: &str, problem: Problem) -> ShuffleError {
     ShuffleError::Corrupt {
         path: path.to_string(),
         message: format!("not a valid Arrow IPC stream: {}", problem.message),

@@ -1,7 +1,6 @@
 //! The leaf of a consuming stage.
 
 use crate::engine::ShuffleContext;
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
@@ -212,36 +211,19 @@ impl ExecutionPlan for ShuffleReaderExec {
             .clone();
         let shuffle = self.shuffle;
         // Blocks are fetched with bounded concurrency and bytes in flight,
-        // and decoded a batch at a time as they are read; a block keeps its
-        // share of the byte budget until its last batch is read.
-        let stream = riffle_shuffle::reader::fetch_blocks_held(
+        // and decoded a batch at a time as they are read (large ones
+        // fetched a piece at a time); a missing or damaged block is a fetch
+        // failure naming its map output, carried through DataFusion to the
+        // task's status.
+        let stream = riffle_shuffle::reader::fetch_batches(
             &store,
             blocks,
             8,
             riffle_shuffle::reader::MAX_BYTES_IN_FLIGHT,
         )
-        .flat_map(move |(item, permit)| {
-            // A missing or damaged block is a fetch failure naming its map
-            // output, carried through DataFusion to the task's status.
-            let fetch_failed = move |block, source| {
-                let e = riffle_shuffle::FetchError { block, source };
-                DataFusionError::External(Box::new(e.into_pipeline_error(shuffle)))
-            };
-            let batches: Box<dyn Iterator<Item = Result<RecordBatch>> + Send> = match item {
-                Err(e) => Box::new(std::iter::once(Err(DataFusionError::External(Box::new(
-                    e.into_pipeline_error(shuffle),
-                ))))),
-                Ok((block, bytes)) => {
-                    match riffle_shuffle::reader::BlockBatches::new(&block.path, bytes) {
-                        Err(source) => Box::new(std::iter::once(Err(fetch_failed(block, source)))),
-                        Ok(batches) => Box::new(batches.map(move |batch| {
-                            let _held = &permit;
-                            batch.map_err(|source| fetch_failed(block.clone(), source))
-                        })),
-                    }
-                }
-            };
-            futures::stream::iter(batches)
+        .map(move |batch| {
+            batch
+                .map_err(|e| DataFusionError::External(Box::new((*e).into_pipeline_error(shuffle))))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),

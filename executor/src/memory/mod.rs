@@ -1,10 +1,11 @@
 //! An executor's memory budget and spill directory.
 //!
 //! One pool per executor process, shared by its Dataset operators and its
-//! SQL fragments: DataFusion's `FairSpillPool` (wrapped in
-//! `TrackConsumersPool`, so an error names the largest consumers), which
-//! gives each spillable reservation an even share of what unspillable ones
-//! leave, so running tasks split the memory fairly. Spill files go through
+//! SQL fragments: [`pool::FairPool`], DataFusion's fair-spill policy (each
+//! spillable reservation gets an even share of what unspillable ones
+//! leave, so running tasks split the memory fairly) with SQL reservations
+//! weighted for what DataFusion's hash tables hold beyond them; seen
+//! through `TrackConsumersPool`, so an error names the largest consumers. Spill files go through
 //! one DataFusion `DiskManager`, which deletes each file when its last
 //! handle drops and enforces the cap on spill space.
 //!
@@ -18,13 +19,14 @@
 use datafusion::execution::DiskManager;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
-    FairSpillPool, MemoryConsumer, MemoryPool, MemoryReservation, TrackConsumersPool,
-    UnboundedMemoryPool,
+    MemoryConsumer, MemoryPool, MemoryReservation, TrackConsumersPool, UnboundedMemoryPool,
 };
 use riffle_planner::memory::{Reservation, SpillError, SpillFile, TaskMemory};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub mod pool;
 
 /// Share of the process's memory limit the pool gets by default.
 pub const DEFAULT_FRACTION: f64 = 0.6;
@@ -205,7 +207,10 @@ fn cgroup_limit() -> Option<u64> {
 
 /// An executor's pool and spill directory.
 pub struct ExecutorMemory {
+    /// The pool as Dataset operators see it.
     pool: Arc<dyn MemoryPool>,
+    /// The same pool as SQL fragments see it (their reservations weighted).
+    sql_pool: Arc<dyn MemoryPool>,
     disk: Arc<DiskManager>,
     pool_bytes: Option<u64>,
     force_spill_every: Option<usize>,
@@ -225,12 +230,22 @@ impl ExecutorMemory {
     /// spill directory cannot be created.
     pub fn new(config: &MemoryConfig) -> Result<Self, String> {
         let pool_bytes = config.pool_bytes();
-        let pool: Arc<dyn MemoryPool> = match pool_bytes {
-            Some(n) => Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(usize::try_from(n).unwrap_or(usize::MAX)),
-                NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
-            )),
-            None => Arc::new(UnboundedMemoryPool::default()),
+        let (pool, sql_pool): (Arc<dyn MemoryPool>, Arc<dyn MemoryPool>) = match pool_bytes {
+            Some(n) => {
+                let fair = pool::FairPool::new(usize::try_from(n).unwrap_or(usize::MAX));
+                let top = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
+                (
+                    Arc::new(TrackConsumersPool::new(fair.view("riffle", 1), top)),
+                    Arc::new(TrackConsumersPool::new(
+                        fair.view("riffle-sql", pool::SQL_WEIGHT),
+                        top,
+                    )),
+                )
+            }
+            None => {
+                let unbounded: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+                (unbounded.clone(), unbounded)
+            }
         };
         let mut builder = DiskManagerBuilder::default();
         match (&config.spill_dir, config.max_spill_bytes) {
@@ -254,15 +269,17 @@ impl ExecutorMemory {
         })?;
         Ok(ExecutorMemory {
             pool,
+            sql_pool,
             disk: Arc::new(disk),
             pool_bytes,
             force_spill_every: config.force_spill_every,
         })
     }
 
-    /// The pool, for the SQL engine's runtime.
-    pub fn pool(&self) -> Arc<dyn MemoryPool> {
-        self.pool.clone()
+    /// The pool as the SQL engine's runtime sees it: its reservations
+    /// count [`pool::SQL_WEIGHT`] times against the executor's pool.
+    pub fn sql_pool(&self) -> Arc<dyn MemoryPool> {
+        self.sql_pool.clone()
     }
 
     /// The spill directory, for the SQL engine's runtime.
@@ -275,7 +292,7 @@ impl ExecutorMemory {
         self.pool_bytes
     }
 
-    /// Bytes reserved from the pool now.
+    /// Bytes reserved from the pool now (SQL reservations weighted).
     pub fn reserved(&self) -> usize {
         self.pool.reserved()
     }
