@@ -209,7 +209,9 @@ fn sql_spills_or_names_the_memory_setting() {
     let spill_dir = tempfile::tempdir().unwrap();
     let ctx = Context::builder()
         .master("local[2]")
-        .executor_memory(4 << 20)
+        // SQL reservations count 3x (executor/src/memory/pool.rs): SQL
+        // operators see 4 MiB of this.
+        .executor_memory(12 << 20)
         .spill(Some(spill_dir.path().to_path_buf()), None)
         .max_attempts(1)
         .build()
