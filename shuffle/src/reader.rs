@@ -52,33 +52,20 @@ pub fn fetch_blocks_held(
     in_flight: usize,
     max_bytes: u64,
 ) -> impl Stream<Item = (Result<(BlockLocation, Bytes), FetchError>, InFlight)> + Send + 'static {
-    // Permits are KiB, so that any byte budget fits a semaphore.
-    let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize));
+    let (budget, total) = budget(max_bytes);
     let store = store.store.clone();
     futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
         .map(move |block| {
             let store = store.clone();
             let budget = budget.clone();
             async move {
-                let units = u32::try_from(block.len.div_ceil(1024))
-                    .unwrap_or(u32::MAX)
-                    .min(total);
                 // Held until the block is yielded; the semaphore is never
                 // closed, so acquiring cannot fail.
-                let permit = budget.acquire_many_owned(units).await.ok();
-                let path = Path::from(block.path.as_str());
-                let range = block.offset..block.offset + block.len;
-                let fetched = store
-                    .get_range(&path, range)
+                let permit = budget
+                    .acquire_many_owned(units(block.len, total))
                     .await
-                    .map_err(|e| ShuffleError::storage(&path, e))
-                    .and_then(|bytes| verify(&block, bytes));
-                let result = match fetched {
-                    Ok(bytes) => Ok((block, bytes)),
-                    Err(source) => Err(FetchError { block, source }),
-                };
-                (result, permit)
+                    .ok();
+                (fetch_whole(&store, block).await, permit)
             }
         })
         .buffered(in_flight.max(1))
@@ -101,8 +88,7 @@ pub fn fetch_batches(
         Whole(Result<(BlockLocation, Bytes), FetchError>),
         Large(BlockLocation),
     }
-    let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize));
+    let (budget, total) = budget(max_bytes);
     let objects = store.store.clone();
     let pieces_from = store.store.clone();
     futures::stream::iter(blocks.into_iter().filter(|b| b.len > 0))
@@ -112,26 +98,12 @@ pub fn fetch_batches(
             async move {
                 let large = block.len > PIECE_BYTES;
                 let held = if large { PIECE_BYTES } else { block.len };
-                let units = u32::try_from(held.div_ceil(1024))
-                    .unwrap_or(u32::MAX)
-                    .min(total);
                 // The semaphore is never closed: acquiring cannot fail.
-                let permit = budget.acquire_many_owned(units).await.ok();
+                let permit = budget.acquire_many_owned(units(held, total)).await.ok();
                 if large {
                     return (Fetched::Large(block), permit);
                 }
-                let path = Path::from(block.path.as_str());
-                let range = block.offset..block.offset + block.len;
-                let fetched = store
-                    .get_range(&path, range)
-                    .await
-                    .map_err(|e| ShuffleError::storage(&path, e))
-                    .and_then(|bytes| verify(&block, bytes));
-                let result = match fetched {
-                    Ok(bytes) => Ok((block, bytes)),
-                    Err(source) => Err(FetchError { block, source }),
-                };
-                (Fetched::Whole(result), permit)
+                (Fetched::Whole(fetch_whole(&store, block).await), permit)
             }
         })
         .buffered(in_flight.max(1))
@@ -168,6 +140,42 @@ pub fn fetch_batches(
                 }
             },
         )
+}
+
+/// A reader's byte budget as a semaphore of KiB permits (so that any
+/// budget fits one), and its size in permits.
+fn budget(max_bytes: u64) -> (std::sync::Arc<tokio::sync::Semaphore>, u32) {
+    let total = u32::try_from(max_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    (
+        std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize)),
+        total,
+    )
+}
+
+/// The permits `bytes` hold of a budget of `total`: all of it at most, so
+/// that a block larger than the budget is still fetched, alone.
+fn units(bytes: u64, total: u32) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .min(total)
+}
+
+/// Fetches one whole block and checks it.
+async fn fetch_whole(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    block: BlockLocation,
+) -> Result<(BlockLocation, Bytes), FetchError> {
+    let path = Path::from(block.path.as_str());
+    let range = block.offset..block.offset + block.len;
+    let fetched = store
+        .get_range(&path, range)
+        .await
+        .map_err(|e| ShuffleError::storage(&path, e))
+        .and_then(|bytes| verify(&block, bytes));
+    match fetched {
+        Ok(bytes) => Ok((block, bytes)),
+        Err(source) => Err(FetchError { block, source }),
+    }
 }
 
 /// A fetched block's result, its place in the byte budget given back.

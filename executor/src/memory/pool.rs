@@ -198,10 +198,10 @@ mod tests {
         let pool = FairPool::new(1200);
         let dataset: Arc<dyn MemoryPool> = Arc::new(pool.view("dataset", 1));
         let sql: Arc<dyn MemoryPool> = Arc::new(pool.view("sql", SQL_WEIGHT));
-        let mut d = MemoryConsumer::new("d")
+        let d = MemoryConsumer::new("d")
             .with_can_spill(true)
             .register(&dataset);
-        let mut s = MemoryConsumer::new("s").with_can_spill(true).register(&sql);
+        let s = MemoryConsumer::new("s").with_can_spill(true).register(&sql);
         // Two spillers: a share of 600 each; the SQL one's bytes count 3x.
         assert!(d.try_grow(600).is_ok());
         assert!(d.try_grow(1).is_err());
@@ -216,12 +216,12 @@ mod tests {
         // An unspillable reservation takes what is free, and shrinks the
         // spillers' shares.
         s.free();
-        let mut u = MemoryConsumer::new("u").register(&sql);
+        let u = MemoryConsumer::new("u").register(&sql);
         assert!(u.try_grow(200).is_ok());
         assert!(u.try_grow(1).is_err());
         drop(u);
         d.free();
-        let mut fixed = MemoryConsumer::new("fixed").register(&dataset);
+        let fixed = MemoryConsumer::new("fixed").register(&dataset);
         fixed.grow(600);
         assert!(s.try_grow(100).is_ok(), "a share of (1200 - 600) / 2 = 300");
         assert!(s.try_grow(1).is_err());
