@@ -22,6 +22,11 @@
 //!
 //! The job summary (with spilled bytes) goes to stderr.
 
+/// Riffle's binaries and examples use mimalloc (see the workspace
+/// Cargo.toml): memory is measured under the allocator users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context as _, bail};
 use riffle::prelude::*;
 use serde::{Deserialize, Serialize};
