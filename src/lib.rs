@@ -74,7 +74,7 @@ pub mod tpch;
 /// closures run only in executors of the same binary.
 pub fn init() {
     bound_malloc_arenas();
-    purge_freed_memory_at_once();
+    purge_freed_memory_soon();
     let config = match riffle_executor::worker::WorkerConfig::from_process() {
         Ok(None) => return,
         Ok(Some(config)) => config,
@@ -118,18 +118,22 @@ fn bound_malloc_arenas() {
 /// (mimalloc 3.x, `include/mimalloc.h`; the Rust bindings lack the name).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// How long mimalloc keeps freed memory before returning it, in ms.
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
 /// Makes mimalloc (the allocator of Riffle's binaries and examples) give
-/// freed memory back to the system at once instead of after a second, unless
-/// `MIMALLOC_PURGE_DELAY` says otherwise. Tasks free whole batches, hash
-/// tables and spill buffers at a high rate; with the delay a SQL `GROUP BY`
-/// under a 512 MiB limit peaked at 458-493 MiB, without it at 356 MiB, in
-/// the same time (`benches/spill.sh`, BENCHMARKS.md). A program using
-/// another allocator only configures an idle mimalloc.
-fn purge_freed_memory_at_once() {
+/// freed memory back to the system after 10 ms instead of a second (its
+/// default), unless `MIMALLOC_PURGE_DELAY` says otherwise. Tasks free whole
+/// batches, hash tables and spill buffers at a high rate; with the default
+/// a SQL `GROUP BY` under a 512 MiB limit peaked at 458-493 MiB, with 10 ms
+/// at 349 MiB, and the word count example held 131-138 MiB instead of
+/// 200-227 MiB in no more time (BENCHMARKS.md). A program using another
+/// allocator only configures an idle mimalloc.
+fn purge_freed_memory_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: `mi_option_set` stores an option value; any value of a
         // valid option is allowed at any time.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
     }
 }
 
@@ -189,9 +193,9 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert_eq!(get(), 1000);
         }
-        super::purge_freed_memory_at_once();
+        super::purge_freed_memory_soon();
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(get(), 0);
+            assert_eq!(get(), super::PURGE_DELAY_MS);
         }
     }
 }
