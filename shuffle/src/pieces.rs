@@ -11,11 +11,13 @@
 //! problem is the same: blocks above `spark.network.maxRemoteBlockSizeFetchToMem`
 //! are streamed instead of fetched into memory.
 //!
-//! The block's CRC-32 covers all of it, so it is checked when the last
-//! piece arrives: batches of a damaged block may have been decoded by then,
-//! but the fetch still fails, so the task fails and none of its output is
-//! kept. Every message is still framed and checked by [`IpcStream`] against
-//! the bytes really there.
+//! The block's CRC-32 covers all of it, and no batch of a damaged block may
+//! be used (a consumer that stops early, under a `LIMIT`, would never see a
+//! check at the end). So the block is read twice: once a piece at a time to
+//! check its CRC-32, holding nothing, then again to decode. The second read
+//! of a local shuffle comes from the page cache; a checksum per piece
+//! written by the map side would save it. Every message is also framed and
+//! checked by [`IpcStream`] against the bytes really there.
 
 use crate::error::{FetchError, ShuffleError};
 use crate::ipc::{IpcStream, Problem, Source};
@@ -63,9 +65,10 @@ struct Pieces {
     store: Arc<dyn ObjectStore>,
     path: Path,
     block: BlockLocation,
-    /// Bytes of the block fetched so far.
+    /// Bytes of the block fetched so far (for decoding).
     fetched: u64,
-    crc: crc32fast::Hasher,
+    /// Whether the block's CRC-32 has been checked.
+    verified: bool,
     /// The queue until the schema is whole, then the decoder owning it.
     state: State,
     done: bool,
@@ -87,7 +90,7 @@ pub fn piecewise_batches(
         store,
         path: Path::from(block.path.as_str()),
         fetched: 0,
-        crc: crc32fast::Hasher::new(),
+        verified: false,
         state: State::Opening(Queue {
             fetched: BytesMut::new(),
             untaken: block.len,
@@ -121,11 +124,17 @@ impl Pieces {
     }
 
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, ShuffleError> {
+        if !self.verified {
+            self.verify().await?;
+            self.verified = true;
+        }
         let opening = matches!(self.state, State::Opening(_));
         let Some(queue) = self.queue() else {
             return Ok(None);
         };
-        let need = wanted(&queue.fetched, !opening);
+        // A declared length past the block's end is the decoder's to
+        // report: fetch no more than there is.
+        let need = wanted(&queue.fetched, !opening).min(queue.untaken);
         self.fill(need).await?;
         let path = self.block.path.clone();
         let corrupt = move |p: Problem| crate::reader::corrupt(&path, p);
@@ -142,8 +151,47 @@ impl Pieces {
         stream.next_batch().map_err(corrupt)
     }
 
+    /// Reads the block a piece at a time, keeping nothing, and checks its
+    /// length and CRC-32.
+    async fn verify(&self) -> Result<(), ShuffleError> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut at = 0;
+        while at < self.block.len {
+            let end = (at + PIECE_BYTES).min(self.block.len);
+            crc.update(&self.piece(at, end).await?);
+            at = end;
+        }
+        let checksum = crc.finalize();
+        if checksum != self.block.checksum {
+            return Err(self.damaged(format!(
+                "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
+                self.block.offset, self.block.len, self.block.checksum
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes `at..end` of the block, which must all be there.
+    async fn piece(&self, at: u64, end: u64) -> Result<bytes::Bytes, ShuffleError> {
+        let range = self.block.offset + at..self.block.offset + end;
+        let piece = self
+            .store
+            .get_range(&self.path, range)
+            .await
+            .map_err(|e| ShuffleError::storage(&self.path, e))?;
+        if piece.len() as u64 != end - at {
+            return Err(self.damaged(format!(
+                "block at offset {} should be {} bytes, got {} at byte {at}",
+                self.block.offset,
+                self.block.len,
+                piece.len(),
+            )));
+        }
+        Ok(piece)
+    }
+
     /// Fetches pieces until `need` bytes are queued or the block is all
-    /// fetched; checks the block's CRC-32 once it is.
+    /// fetched.
     async fn fill(&mut self, need: u64) -> Result<(), ShuffleError> {
         loop {
             let queued = self.queue().map_or(0, |q| q.fetched.len() as u64);
@@ -151,35 +199,11 @@ impl Pieces {
                 return Ok(());
             }
             let want = (need - queued).max(PIECE_BYTES);
-            let end = (self.fetched + want).min(self.block.len);
-            let range = self.block.offset + self.fetched..self.block.offset + end;
-            let piece = self
-                .store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ShuffleError::storage(&self.path, e))?;
-            if piece.len() as u64 != end - self.fetched {
-                return Err(self.damaged(format!(
-                    "block at offset {} should be {} bytes, got {} at byte {}",
-                    self.block.offset,
-                    self.block.len,
-                    piece.len(),
-                    self.fetched
-                )));
-            }
-            self.crc.update(&piece);
+            let end = self.fetched.saturating_add(want).min(self.block.len);
+            let piece = self.piece(self.fetched, end).await?;
             self.fetched = end;
             if let Some(queue) = self.queue() {
                 queue.fetched.extend_from_slice(&piece);
-            }
-            if self.fetched == self.block.len {
-                let checksum = self.crc.clone().finalize();
-                if checksum != self.block.checksum {
-                    return Err(self.damaged(format!(
-                        "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
-                        self.block.offset, self.block.len, self.block.checksum
-                    )));
-                }
             }
         }
     }
@@ -332,6 +356,12 @@ mod tests {
             .put(&path, PutPayload::from(bytes.clone()))
             .await
             .unwrap();
+        // The damage is found before any batch is handed out, so a consumer
+        // that stops early (a LIMIT) never uses one.
+        let first = std::pin::pin!(fetch_batches(&store, blocks.clone(), 4, 1 << 20))
+            .next()
+            .await;
+        assert!(matches!(first, Some(Err(_))), "{first:?}");
         let err = read(&store, blocks.clone()).await.unwrap_err();
         assert_eq!(err.block.path, blocks[0].path);
         assert!(

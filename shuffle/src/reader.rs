@@ -74,8 +74,8 @@ pub fn fetch_blocks_held(
 /// The record batches of `blocks`, in order: blocks of up to
 /// [`crate::pieces::PIECE_BYTES`] are fetched whole, ahead of the consumer
 /// within `max_bytes` and `in_flight` requests (as [`fetch_blocks_held`]);
-/// larger ones a piece at a time ([`crate::pieces`]), each holding a
-/// piece's share of the budget while it is read. Errors name the block.
+/// larger ones a piece at a time ([`crate::pieces`]), each holding two
+/// pieces' share of the budget while it is read. Errors name the block.
 pub fn fetch_batches(
     store: &ShuffleStore,
     blocks: Vec<BlockLocation>,
@@ -97,7 +97,9 @@ pub fn fetch_batches(
             let budget = budget.clone();
             async move {
                 let large = block.len > PIECE_BYTES;
-                let held = if large { PIECE_BYTES } else { block.len };
+                // A large block holds what is left of one piece while the
+                // next arrives.
+                let held = if large { 2 * PIECE_BYTES } else { block.len };
                 // The semaphore is never closed: acquiring cannot fail.
                 let permit = budget.acquire_many_owned(units(held, total)).await.ok();
                 if large {
