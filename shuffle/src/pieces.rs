@@ -7,7 +7,7 @@
 //! 512 MiB limit. A block larger than [`PIECE_BYTES`] is instead fetched in
 //! ranges of about that size, and decoded as soon as the next message
 //! (schema, dictionaries, record batch) is whole, so what a reader holds is
-//! about one piece plus the batch being read. Spark's answer to the same
+//! about two pieces (the rest of one while the next arrives). Spark's answer to the same
 //! problem is the same: blocks above `spark.network.maxRemoteBlockSizeFetchToMem`
 //! are streamed instead of fetched into memory.
 //!
@@ -21,6 +21,7 @@
 
 use crate::error::{FetchError, ShuffleError};
 use crate::ipc::{IpcStream, Problem, Source};
+use crate::reader::{check_checksum, damaged};
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::MessageHeader;
@@ -161,14 +162,7 @@ impl Pieces {
             crc.update(&self.piece(at, end).await?);
             at = end;
         }
-        let checksum = crc.finalize();
-        if checksum != self.block.checksum {
-            return Err(self.damaged(format!(
-                "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
-                self.block.offset, self.block.len, self.block.checksum
-            )));
-        }
-        Ok(())
+        check_checksum(&self.block, crc.finalize())
     }
 
     /// Bytes `at..end` of the block, which must all be there.
@@ -180,12 +174,15 @@ impl Pieces {
             .await
             .map_err(|e| ShuffleError::storage(&self.path, e))?;
         if piece.len() as u64 != end - at {
-            return Err(self.damaged(format!(
-                "block at offset {} should be {} bytes, got {} at byte {at}",
-                self.block.offset,
-                self.block.len,
-                piece.len(),
-            )));
+            return Err(damaged(
+                &self.block,
+                format!(
+                    "block at offset {} should be {} bytes, got {} at byte {at}",
+                    self.block.offset,
+                    self.block.len,
+                    piece.len(),
+                ),
+            ));
         }
         Ok(piece)
     }
@@ -205,14 +202,6 @@ impl Pieces {
             if let Some(queue) = self.queue() {
                 queue.fetched.extend_from_slice(&piece);
             }
-        }
-    }
-
-    fn damaged(&self, message: String) -> ShuffleError {
-        ShuffleError::Corrupt {
-            path: self.block.path.clone(),
-            message,
-            source: None,
         }
     }
 }

@@ -188,27 +188,43 @@ fn release<T>((result, _permit): (T, InFlight)) -> T {
 /// Checks a fetched block's length and CRC-32: a damaged block must fail
 /// the fetch, never decode into wrong rows.
 fn verify(block: &BlockLocation, bytes: Bytes) -> Result<Bytes, ShuffleError> {
-    let corrupt = |message: String| ShuffleError::Corrupt {
+    if bytes.len() as u64 != block.len {
+        return Err(damaged(
+            block,
+            format!(
+                "block at offset {} should be {} bytes, got {}",
+                block.offset,
+                block.len,
+                bytes.len()
+            ),
+        ));
+    }
+    check_checksum(block, crc32fast::hash(&bytes))?;
+    Ok(bytes)
+}
+
+/// Fails unless `checksum`, the CRC-32 of the bytes read, is the one the
+/// map task recorded for `block`.
+pub(crate) fn check_checksum(block: &BlockLocation, checksum: u32) -> Result<(), ShuffleError> {
+    if checksum == block.checksum {
+        return Ok(());
+    }
+    Err(damaged(
+        block,
+        format!(
+            "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
+            block.offset, block.len, block.checksum
+        ),
+    ))
+}
+
+/// `block` is damaged: `message` says how.
+pub(crate) fn damaged(block: &BlockLocation, message: String) -> ShuffleError {
+    ShuffleError::Corrupt {
         path: block.path.clone(),
         message,
         source: None,
-    };
-    if bytes.len() as u64 != block.len {
-        return Err(corrupt(format!(
-            "block at offset {} should be {} bytes, got {}",
-            block.offset,
-            block.len,
-            bytes.len()
-        )));
     }
-    let checksum = crc32fast::hash(&bytes);
-    if checksum != block.checksum {
-        return Err(corrupt(format!(
-            "block at offset {} ({} bytes) has CRC-32 {checksum:08x}, expected {:08x}",
-            block.offset, block.len, block.checksum
-        )));
-    }
-    Ok(bytes)
 }
 
 /// The record batches of one block (a complete IPC stream), decoded one
