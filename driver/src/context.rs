@@ -1050,7 +1050,7 @@ impl ContextInner {
             {
                 listeners.push(Box::new(ui));
             }
-            if self.config.progress {
+            if self.config.progress && crate::progress::drawn() {
                 listeners.push(Box::new(crate::progress::ProgressListener::new()));
             }
             Scheduler::start(

@@ -22,6 +22,13 @@ use std::time::Duration;
 static BARS: LazyLock<MultiProgress> =
     LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
 
+/// Whether bars on this process's stderr would be drawn (it is a
+/// terminal). When not, the context registers no progress listener: its
+/// per-task bookkeeping would cost every task for nothing.
+pub(crate) fn drawn() -> bool {
+    !BARS.is_hidden()
+}
+
 /// Runs `f` (which writes to stderr) with the bars cleared, then redraws
 /// them.
 pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
