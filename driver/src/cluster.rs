@@ -156,15 +156,43 @@ impl Cluster {
         }
     }
 
-    /// Launches one task on `executor` and waits for its status. Never
-    /// fails: losing the executor is reported as a retryable failure.
-    pub(crate) async fn launch(
+    /// Queues one task for `executor` at once (not when first polled: the
+    /// scheduler's listeners run after this, and the task should be on its
+    /// way meanwhile) and returns a future of its status. Never fails:
+    /// losing the executor is reported as a retryable failure.
+    pub(crate) fn launch(
         &self,
         executor: &RemoteExecutor,
         stage: &crate::executors::StageMessage,
         id: TaskId,
         spec: Vec<u8>,
-    ) -> TaskStatus {
+    ) -> futures::future::BoxFuture<'static, TaskStatus> {
+        match self.queue_launch(executor, stage, id, spec) {
+            Err(status) => Box::pin(async move { *status }),
+            Ok(rx) => {
+                let (executor, address) = (executor.id, executor.address.clone());
+                Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        crate::scheduler::backend::lost(
+                            id,
+                            executor,
+                            format!("{executor} ({address}) was lost while running {id}"),
+                        )
+                    })
+                })
+            }
+        }
+    }
+
+    /// The synchronous part of [`Cluster::launch`]: the receiver of the
+    /// task's status, or the status it already has (refused or lost).
+    fn queue_launch(
+        &self,
+        executor: &RemoteExecutor,
+        stage: &crate::executors::StageMessage,
+        id: TaskId,
+        spec: Vec<u8>,
+    ) -> Result<oneshot::Receiver<TaskStatus>, Box<TaskStatus>> {
         let lost = |message: String| crate::scheduler::backend::lost(id, executor.id, message);
         // A stage description over the limit would be refused by the
         // executor's transport, which ends the connection: the executor
@@ -173,7 +201,7 @@ impl Cluster {
         let size = stage.bytes.len() + spec.len();
         let budget = self.settings.max_message_bytes.saturating_sub(64 << 10);
         if size > budget {
-            return crate::scheduler::backend::failed(
+            return Err(Box::new(crate::scheduler::backend::failed(
                 id,
                 executor.id,
                 riffle_planner::task::FailureKind::User,
@@ -181,7 +209,7 @@ impl Cluster {
                     "the description of {id} (its stage's plan and its own) is {size} bytes, more than fits in one message: {}; a large constant in the query (folded into its plan) is the usual cause",
                     riffle_executor::rpc::message_limit_hint(self.settings.max_message_bytes)
                 ),
-            );
+            )));
         }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
@@ -221,15 +249,9 @@ impl Cluster {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&id);
             }
-            return lost(format!("{} is gone", executor.id));
+            return Err(Box::new(lost(format!("{} is gone", executor.id))));
         }
-        match rx.await {
-            Ok(status) => status,
-            Err(_) => lost(format!(
-                "{} ({}) was lost while running {id}",
-                executor.id, executor.address
-            )),
-        }
+        Ok(rx)
     }
 
     /// Asks every executor to stop (best effort, bounded wait).

@@ -100,14 +100,7 @@ impl Backend {
         };
         match (self, executor) {
             (Backend::Cluster(cluster), ExecutorHandle::Remote(remote)) => {
-                let (cluster, remote) = (cluster.clone(), remote.clone());
-                let stage = StageMessage {
-                    job: stage.job,
-                    stage: stage.stage,
-                    attempt: stage.attempt,
-                    bytes: stage.bytes.clone(),
-                };
-                Box::pin(async move { cluster.launch(&remote, &stage, id, spec).await })
+                cluster.launch(remote, stage, id, spec)
             }
             (_, ExecutorHandle::Embedded(local)) => {
                 // SAFETY: an embedded executor lives in the driver's own

@@ -107,6 +107,8 @@ pub(crate) struct EventLoop {
     /// UI's status store, the event log, progress bars).
     listeners: Vec<Box<dyn EventListener>>,
     events: broadcast::Sender<SchedulerEvent>,
+    /// Published this round, told to listeners at its end.
+    pending: Vec<SchedulerEvent>,
     /// Jobs submitted and not yet finished, for the Ctrl-C handler.
     active: Arc<AtomicUsize>,
 }
@@ -128,6 +130,7 @@ impl EventLoop {
             starved_since: None,
             listeners,
             events,
+            pending: Vec::new(),
             active,
         }
     }
@@ -137,6 +140,7 @@ impl EventLoop {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut changes = self.deps.backend.subscribe();
         self.refresh_executors();
+        self.flush_events();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut speculation = self.deps.policy.speculation.map(|_| {
@@ -173,11 +177,20 @@ impl EventLoop {
             self.offer_slots();
             self.finish_done_jobs();
             self.watch_starvation();
+            self.flush_events();
         }
     }
 
+    /// Queues events for [`EventLoop::flush_events`]. Listeners run once
+    /// per round, after its launches are on their way: their work (the
+    /// web UI's store, the event log) is then off each task's round trip.
     fn publish(&mut self, events: Vec<SchedulerEvent>) {
-        for event in events {
+        self.pending.extend(events);
+    }
+
+    /// Tells listeners and subscribers every queued event, in order.
+    fn flush_events(&mut self) {
+        for event in std::mem::take(&mut self.pending) {
             for listener in &mut self.listeners {
                 listener.on_event(&event);
             }
@@ -256,7 +269,10 @@ impl EventLoop {
                     outcome,
                 });
                 self.active.fetch_sub(1, Ordering::Relaxed);
+                // The summary listener must have seen the job's end before
+                // its caller, who may ask for `last_job()` at once.
                 self.publish(events);
+                self.flush_events();
                 if let Some(reply) = reply {
                     // The caller may have dropped its handle: fine.
                     let _ = reply.send(result);
