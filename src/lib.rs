@@ -74,7 +74,7 @@ pub mod tpch;
 /// closures run only in executors of the same binary.
 pub fn init() {
     bound_malloc_arenas();
-    purge_freed_memory_soon();
+    purge_freed_memory_soon_when_capped();
     let config = match riffle_executor::worker::WorkerConfig::from_process() {
         Ok(None) => return,
         Ok(Some(config)) => config,
@@ -121,14 +121,24 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long mimalloc keeps freed memory before returning it, in ms.
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
-/// Makes mimalloc (the allocator of Riffle's binaries and examples) give
-/// freed memory back to the system after 10 ms instead of a second (its
+/// In a process whose cgroup caps its memory below the machine's, makes
+/// mimalloc (the allocator of Riffle's binaries and examples) give freed
+/// memory back to the system after 10 ms instead of a second (its
 /// default), unless `MIMALLOC_PURGE_DELAY` says otherwise. Tasks free whole
 /// batches, hash tables and spill buffers at a high rate; with the default
 /// a SQL `GROUP BY` under a 512 MiB limit peaked at 458-493 MiB, with 10 ms
-/// at 349 MiB, and the word count example held 131-138 MiB instead of
-/// 200-227 MiB in no more time (BENCHMARKS.md). A program using another
-/// allocator only configures an idle mimalloc.
+/// at 349 MiB (BENCHMARKS.md). Without a cap the default stays: memory
+/// given back that soon is faulted in again by the next batch, which cost
+/// TPC-H SF1 on `local[2]` 10-15% (13 times the page faults).
+/// A program using another allocator only configures an idle mimalloc.
+fn purge_freed_memory_soon_when_capped() {
+    if riffle_executor::memory::capped_by_cgroup().is_some() {
+        purge_freed_memory_soon();
+    }
+}
+
+/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`] unless
+/// `MIMALLOC_PURGE_DELAY` is set.
 fn purge_freed_memory_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: `mi_option_set` stores an option value; any value of a
@@ -197,5 +207,66 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert_eq!(get(), super::PURGE_DELAY_MS);
         }
+    }
+
+    /// Set in the child runs of the test below: print the purge delay
+    /// `riffle::init` leaves, then stop.
+    const CHILD: &str = "RIFFLE_TEST_PRINT_PURGE_DELAY";
+
+    /// The purge delay is shortened only in a process whose cgroup caps
+    /// its memory: the test runs itself as a child, once as it is and once
+    /// inside a cgroup v1 memory cgroup of its own (skipped where the
+    /// controller cannot be used).
+    #[test]
+    fn the_purge_delay_is_short_only_under_a_memory_cap() {
+        if std::env::var_os(CHILD).is_some() {
+            super::purge_freed_memory_soon_when_capped();
+            let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+            println!("purge delay {delay}");
+            return;
+        }
+        let child = |cgroup: Option<&std::path::Path>| {
+            let exe = std::env::current_exe().unwrap();
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(r#"[ -z "$0" ] || echo $$ > "$0/cgroup.procs"; exec "$@""#)
+                .arg(cgroup.map(|c| c.display().to_string()).unwrap_or_default())
+                .arg(exe)
+                .args([
+                    "--exact",
+                    "tests::the_purge_delay_is_short_only_under_a_memory_cap",
+                    "--nocapture",
+                ])
+                .env(CHILD, "1")
+                .env_remove("MIMALLOC_PURGE_DELAY");
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{text}");
+            text.lines()
+                .find_map(|l| l.strip_prefix("purge delay "))
+                .unwrap_or_else(|| panic!("no purge delay printed: {text}"))
+                .parse::<i64>()
+                .unwrap()
+        };
+        let capped_here = riffle_executor::memory::capped_by_cgroup().is_some();
+        let expected = if capped_here {
+            super::PURGE_DELAY_MS
+        } else {
+            1000
+        };
+        assert_eq!(child(None) as std::ffi::c_long, expected);
+
+        let cgroup = std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(format!("riffle-purge-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&cgroup)
+            .and_then(|()| std::fs::write(cgroup.join("memory.limit_in_bytes"), "1073741824"))
+        {
+            eprintln!("skipped the capped half: no cgroup v1 memory controller ({e})");
+            let _ = std::fs::remove_dir(&cgroup);
+            return;
+        }
+        let delay = child(Some(&cgroup));
+        let _ = std::fs::remove_dir(&cgroup);
+        assert_eq!(delay as std::ffi::c_long, super::PURGE_DELAY_MS);
     }
 }

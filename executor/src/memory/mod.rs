@@ -162,7 +162,19 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 /// The memory this process may use, in bytes: the smallest cgroup limit
 /// on its path (v2 or v1), else the machine's total memory, else 4 GiB.
 pub fn process_memory_limit() -> u64 {
-    let machine = std::fs::read_to_string("/proc/meminfo")
+    capped_by_cgroup().unwrap_or_else(machine_memory)
+}
+
+/// The cgroup memory limit of this process (the smallest on its path, v2
+/// or v1) when it is below the machine's memory, in bytes; `None` when
+/// only the machine bounds it (no cgroup limit, or one above `MemTotal`).
+pub fn capped_by_cgroup() -> Option<u64> {
+    cgroup_limit().filter(|&limit| limit < machine_memory())
+}
+
+/// The machine's total memory (`MemTotal`), in bytes; 4 GiB if unknown.
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             text.lines()
@@ -170,8 +182,7 @@ pub fn process_memory_limit() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map(|kib| kib << 10)
-        .unwrap_or(4 << 30);
-    cgroup_limit().map_or(machine, |limit| limit.min(machine))
+        .unwrap_or(4 << 30)
 }
 
 /// The smallest memory limit of this process's cgroup and its ancestors.
