@@ -3,7 +3,8 @@
 The browser starts first (its start-up is not what is measured) and
 prints `ready`; the benchmark then starts the driver. As soon as the UI
 answers, the browser opens the jobs page, which refetches on every live
-update, prints `connected`, and stays until killed."""
+update, prints `connected` once the page's live update stream is open,
+and stays until killed."""
 
 import sys
 import time
@@ -32,6 +33,11 @@ with sync_playwright() as p:
                 sys.exit("the UI never came up")
             time.sleep(0.02)
     page.goto(url + "#/")
+    # The page marks <body data-connected="true"> once its live update
+    # stream is open.
+    page.wait_for_selector('body[data-connected="true"]', state="attached", timeout=60000)
+    # Opening the stream triggers one refresh of the page; let it finish.
+    time.sleep(1)
     print("connected", flush=True)
     while True:
         time.sleep(1)

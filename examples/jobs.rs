@@ -2,8 +2,13 @@
 //! modes (the cluster tests run them embedded and on executor processes).
 //!
 //! ```text
-//! cargo run --example jobs -- [--master M] [--min-executors N] JOB
+//! cargo run --example jobs -- [--master M] [--min-executors N] [--start-on-stdin] JOB
 //! ```
+//!
+//! `--start-on-stdin` prints the web UI's address and waits for a line on
+//! stdin before running JOB, so that a benchmark can connect a browser
+//! to the UI first and measure what watching a job costs, not what
+//! loading the page costs (`benches/ui.sh`).
 //!
 //! JOB is one of `join`, `sort`, `distinct`, `count-by-key`, `save DIR`
 //! (a word count written with `save_as_text_file`), `slow`
@@ -60,6 +65,7 @@ fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     let mut builder = Context::builder().progress(true);
     let mut job = Vec::new();
+    let mut start_on_stdin = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--master" => builder = builder.master(args.next().context("--master needs a value")?),
@@ -74,12 +80,19 @@ fn run() -> anyhow::Result<()> {
                         .parse()?,
                 )
             }
+            "--start-on-stdin" => start_on_stdin = true,
             _ => job.push(arg),
         }
     }
     let ctx = builder.build()?;
     if let Some(url) = ctx.driver_url() {
         eprintln!("driver: {url}");
+    }
+    if start_on_stdin {
+        eprintln!("web UI: {}", ctx.ui_url().unwrap_or("off"));
+        std::io::stdin()
+            .read_line(&mut String::new())
+            .context("--start-on-stdin: reading stdin")?;
     }
     let lines: Vec<String> = match job.first().map(String::as_str) {
         Some("join") => join_job(&ctx)?,
